@@ -1,0 +1,16 @@
+from django.urls import path
+
+from telehealth.api import views
+
+urlpatterns = [
+    path("health/", views.HealthView.as_view(), name="api-health"),
+    path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("me/", views.MeView.as_view(), name="api-me"),
+    path("provinces/", views.ProvinceListView.as_view(), name="api-province-list"),
+    path("provinces/<str:code>/", views.ProvinceDetailView.as_view(), name="api-province-detail"),
+    path("communes/", views.CommuneListView.as_view(), name="api-commune-list"),
+    path("specialties/", views.SpecialtyListView.as_view(), name="api-specialty-list"),
+    path("facilities/", views.FacilityListView.as_view(), name="api-facility-list"),
+    path("facilities/<str:code>/", views.FacilityDetailView.as_view(), name="api-facility-detail"),
+    path("patients/<int:patient_id>/", views.PatientDetailView.as_view(), name="api-patient-detail"),
+]

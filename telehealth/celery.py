@@ -1,0 +1,17 @@
+"""The Celery app. Settings come from Django's, prefixed CELERY_."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telehealth.settings")
+
+app = Celery("telehealth")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+app.conf.beat_schedule = {
+    "sessions-clear-expired": {
+        "task": "telehealth.tasks.sessions_clear_expired",
+        "schedule": 60 * 60,
+    },
+}

@@ -1,0 +1,126 @@
+"""Reads of the shared kernel. Protected reads go through ``patient_get_for_user``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from telehealth.audit import audit_record
+from telehealth.errors import NotFound
+from telehealth.filters import FacilityFilter
+from telehealth.models import (
+    AuditEvent,
+    CareRelationship,
+    Facility,
+    LegacyProvince,
+    PatientProfile,
+    Province,
+    User,
+)
+
+
+def facility_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Facility]:
+    """Active facilities, filtered by province, level, specialty, hub and name.
+
+    Raises ``django_filters`` validation errors for bad filter values; the API
+    turns them into 400 with field errors.
+    """
+    base = Facility.objects.filter(is_active=True).select_related("province", "parent")
+    return FacilityFilter(filters or {}, queryset=base).qs
+
+
+def facility_get(*, code: str) -> Facility:
+    try:
+        return (
+            Facility.objects.select_related("province", "commune", "parent")
+            .prefetch_related("offerings__specialty")
+            .get(code=code, is_active=True)
+        )
+    except Facility.DoesNotExist:
+        raise NotFound(f"No facility with code {code!r}.") from None
+
+
+def province_resolve(*, code: str) -> Province:
+    """The province for a code of today's 34, or for a code of the 63 before July 2025.
+
+    Today's codes win where both lists use the same number (they name the same
+    place: each surviving province kept its code).
+    """
+    province = Province.objects.filter(code=code).first()
+    if province is not None:
+        return province
+    legacy = LegacyProvince.objects.select_related("province").filter(code=code).first()
+    if legacy is not None:
+        return legacy.province
+    raise NotFound(f"No province with code {code!r}, now or before July 2025.")
+
+
+def care_relationship_active(*, user: User, patient: PatientProfile) -> CareRelationship | None:
+    now = timezone.now()
+    return (
+        CareRelationship.objects.filter(member=user, patient=patient, starts_at__lte=now)
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+        .order_by("starts_at")
+        .first()
+    )
+
+
+def patient_access_basis(*, user: User, patient: PatientProfile) -> str | None:
+    """Why ``user`` may see ``patient``'s record ("self", a relationship kind), or None."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    if patient.user_id == user.id:
+        return "self"
+    relationship = care_relationship_active(user=user, patient=patient)
+    return relationship.kind if relationship is not None else None
+
+
+def patient_get_for_user(
+    *, user: User, patient_id: int, purpose: str, request: Any = None
+) -> PatientProfile:
+    """The one way to read a patient's record: authorised, then audited.
+
+    Raises ``NotFound`` both when the patient does not exist and when the user
+    has no relationship with them, so the answer does not reveal who is a
+    patient here. A refused attempt is audited as ``denied``.
+    """
+    patient = (
+        PatientProfile.objects.select_related("user", "home_commune__province")
+        .filter(pk=patient_id)
+        .first()
+    )
+    if patient is None:
+        raise NotFound("No such patient.")
+    basis = patient_access_basis(user=user, patient=patient)
+    if basis is None:
+        audit_record(
+            actor=user,
+            action=AuditEvent.Action.DENIED,
+            target=f"patient:{patient.pk}",
+            patient=patient,
+            reason=purpose,
+            request=request,
+        )
+        raise NotFound("No such patient.")
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.READ,
+        target=f"patient:{patient.pk}",
+        patient=patient,
+        reason=f"{purpose} ({basis})",
+        request=request,
+    )
+    return patient
+
+
+def user_get_profile(*, user_id: int) -> User:
+    return (
+        User.objects.select_related(
+            "clinician_profile__facility__province", "patient_profile__home_commune__province"
+        )
+        .prefetch_related("clinician_profile__specialties", "coordinator_assignments__facility",
+                          "coordinator_assignments__province")
+        .get(pk=user_id)
+    )

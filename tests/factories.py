@@ -1,0 +1,107 @@
+"""Factories for the kernel's models. Reference data (provinces, communes, specialties)
+comes from the migration; factories pick from it rather than inventing places."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth.hashers import make_password
+
+from telehealth.models import (
+    ClinicianProfile,
+    Commune,
+    CoordinatorAssignment,
+    Facility,
+    FacilityLevel,
+    FacilitySpecialty,
+    PatientProfile,
+    Province,
+    Specialty,
+    User,
+)
+
+PASSWORD = "correct-Horse-battery-9"
+# Hashed once with the configured (Argon2) hasher: tests sign in for real,
+# without paying for a hash per user.
+_PASSWORD_HASH = None
+
+
+def password_hash() -> str:
+    global _PASSWORD_HASH
+    if _PASSWORD_HASH is None:
+        _PASSWORD_HASH = make_password(PASSWORD)
+    return _PASSWORD_HASH
+
+
+def province(code: str = "01") -> Province:
+    return Province.objects.get(code=code)
+
+
+def specialty(code: str) -> Specialty:
+    return Specialty.objects.get(code=code)
+
+
+class FacilityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Facility
+
+    code = factory.Sequence(lambda n: f"T{n:05d}")
+    name = factory.Sequence(lambda n: f"Bệnh viện Thử nghiệm {n}")
+    level = FacilityLevel.PROVINCIAL
+    province = factory.LazyFunction(province)
+    latitude = factory.LazyAttribute(lambda o: o.province.latitude)
+    longitude = factory.LazyAttribute(lambda o: o.province.longitude)
+    is_telehealth_hub = False
+
+    @factory.post_generation
+    def offers(self, create: bool, extracted: dict[str, int] | None, **kwargs: object) -> None:
+        """``offers={"cardiology": 20}``: specialties with daily referral capacity."""
+        if create and extracted:
+            for code, capacity in extracted.items():
+                FacilitySpecialty.objects.create(
+                    facility=self, specialty=specialty(code), daily_referral_capacity=capacity
+                )
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    full_name = factory.Sequence(lambda n: f"Nguyễn Văn {n}")
+    password = factory.LazyFunction(password_hash)
+
+
+class PatientFactory(factory.django.DjangoModelFactory):
+    """A patient profile; ``.user`` signs in."""
+
+    class Meta:
+        model = PatientProfile
+
+    user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"patient{n}"))
+    sex = "female"
+    home_commune = factory.LazyFunction(lambda: Commune.objects.order_by("code").first())
+
+
+class ClinicianFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ClinicianProfile
+
+    user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"doctor{n}"))
+    kind = ClinicianProfile.Kind.DOCTOR
+    facility = factory.SubFactory(FacilityFactory)
+    licence_number = factory.Sequence(lambda n: f"CCHN-{n:06d}")
+
+    @factory.post_generation
+    def specialty_codes(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
+        if create and extracted:
+            self.specialties.set([specialty(code) for code in extracted])
+
+
+class CoordinatorFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CoordinatorAssignment
+
+    user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"coord{n}"))
+    facility = None
+    province = factory.LazyFunction(province)
