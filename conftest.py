@@ -24,12 +24,14 @@ def pytest_configure(config: pytest.Config) -> None:
     import redis
 
     try:
-        psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), connect_timeout=5).close()
-    except Exception as exc:  # noqa: BLE001
+        psycopg.connect(
+            database_url.replace("postgres://", "postgresql://", 1), connect_timeout=5
+        ).close()
+    except Exception as exc:
         pytest.exit(f"PostgreSQL is required and unreachable: {exc}", 3)
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=5).ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.exit(f"Redis is required and unreachable: {exc}", 3)
 
 

@@ -182,7 +182,9 @@ class FacilitySpecialty(models.Model):
         verbose_name = _("specialty offered")
         verbose_name_plural = _("specialties offered")
         constraints = [
-            models.UniqueConstraint(fields=["facility", "specialty"], name="facility_specialty_once")
+            models.UniqueConstraint(
+                fields=["facility", "specialty"], name="facility_specialty_once"
+            )
         ]
 
     def __str__(self) -> str:

@@ -120,7 +120,10 @@ def user_get_profile(*, user_id: int) -> User:
         User.objects.select_related(
             "clinician_profile__facility__province", "patient_profile__home_commune__province"
         )
-        .prefetch_related("clinician_profile__specialties", "coordinator_assignments__facility",
-                          "coordinator_assignments__province")
+        .prefetch_related(
+            "clinician_profile__specialties",
+            "coordinator_assignments__facility",
+            "coordinator_assignments__province",
+        )
         .get(pk=user_id)
     )

@@ -56,7 +56,12 @@ def care_relationship_grant(
 
 @transaction.atomic
 def care_relationship_end(
-    *, patient: PatientProfile, member: User, kind: str, source: str = "", ended_by: User | None = None
+    *,
+    patient: PatientProfile,
+    member: User,
+    kind: str,
+    source: str = "",
+    ended_by: User | None = None,
 ) -> None:
     """End the relationship now; access through it stops at once. Idempotent."""
     now = timezone.now()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 from telehealth import selectors
 
@@ -13,7 +14,20 @@ from telehealth import selectors
 def home(request: HttpRequest) -> HttpResponse:
     """Who I am, my roles and where I work."""
     person = selectors.user_get_profile(user_id=request.user.pk)
-    return render(request, "telehealth/home.html", {"person": person, "roles": sorted(person.roles)})
+    return render(
+        request, "telehealth/home.html", {"person": person, "roles": sorted(person.roles)}
+    )
+
+
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: dict | None
+) -> HttpResponse:
+    """What django-axes answers while a (username, address) pair is cooling off:
+    JSON for the API, a readable page for people. Always 429, never a permanent lock."""
+    message = _("Too many failed sign-ins. Try again in a few minutes.")
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "locked_out", "detail": message, "fields": {}}, status=429)
+    return render(request, "registration/locked_out.html", status=429)
 
 
 def _error(request: HttpRequest, status: int, template: str) -> HttpResponse:

@@ -43,6 +43,7 @@ def specialty(code: str) -> Specialty:
 class FacilityFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Facility
+        skip_postgeneration_save = True
 
     code = factory.Sequence(lambda n: f"T{n:05d}")
     name = factory.Sequence(lambda n: f"Bệnh viện Thử nghiệm {n}")
@@ -86,6 +87,7 @@ class PatientFactory(factory.django.DjangoModelFactory):
 class ClinicianFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = ClinicianProfile
+        skip_postgeneration_save = True
 
     user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"doctor{n}"))
     kind = ClinicianProfile.Kind.DOCTOR
@@ -105,3 +107,10 @@ class CoordinatorFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"coord{n}"))
     facility = None
     province = factory.LazyFunction(province)
+
+
+def sign_in(client, username: str, password: str = PASSWORD) -> None:
+    """Sign in through the real sign-in page (django-axes needs the request, so
+    ``Client.login`` cannot be used)."""
+    response = client.post("/login/", {"username": username, "password": password})
+    assert response.status_code == 302, f"sign-in as {username} failed"

@@ -12,5 +12,7 @@ urlpatterns = [
     path("specialties/", views.SpecialtyListView.as_view(), name="api-specialty-list"),
     path("facilities/", views.FacilityListView.as_view(), name="api-facility-list"),
     path("facilities/<str:code>/", views.FacilityDetailView.as_view(), name="api-facility-detail"),
-    path("patients/<int:patient_id>/", views.PatientDetailView.as_view(), name="api-patient-detail"),
+    path(
+        "patients/<int:patient_id>/", views.PatientDetailView.as_view(), name="api-patient-detail"
+    ),
 ]

@@ -60,6 +60,8 @@ class TokenView(APIView):
     def post(self, request: Request) -> Response:
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
+        # django-axes counts the failure; while the (username, address) pair is
+        # locked, AxesMiddleware replaces this response with a 429.
         try:
             user = authenticate(
                 request=request._request,
@@ -68,15 +70,6 @@ class TokenView(APIView):
             )
         except AxesBackendPermissionDenied:
             user = None
-        if getattr(request._request, "axes_locked_out", False):
-            return Response(
-                {
-                    "code": "locked_out",
-                    "detail": _("Too many failed sign-ins. Try again in a few minutes."),
-                    "fields": {},
-                },
-                status=status.HTTP_429_TOO_MANY_REQUESTS,
-            )
         if user is None or not user.is_active:
             raise DomainError(_("Wrong username or password."), code="bad_credentials")
         token, _created = Token.objects.get_or_create(user=user)

@@ -1,0 +1,99 @@
+"""Configuration from the environment: the embedded default and production mode.
+
+Each case runs Django in a fresh interpreter, because settings are read once per process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = "k" * 20 + "Zq8-vT3_xP0wL7nR2sM9yB4cF6hJ1dG5aE"
+
+
+def _run(code: str, **env_overrides: str):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
+    }
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _settings_json(**env_overrides: str) -> dict:
+    code = (
+        "import json, django; from django.conf import settings; django.setup();"
+        "from django.db import connection;"
+        "mode = connection.cursor().execute('PRAGMA journal_mode').fetchone()[0] "
+        "if connection.vendor == 'sqlite' else None;"
+        "print(json.dumps({'engine': settings.DATABASES['default']['ENGINE'],"
+        "'layer': settings.CHANNEL_LAYERS['default']['BACKEND'],"
+        "'broker': settings.CELERY_BROKER_URL, 'journal': mode,"
+        "'tz': settings.TIME_ZONE, 'lang': settings.LANGUAGE_CODE}))"
+    )
+    result = _run(code, DJANGO_SETTINGS_MODULE="telehealth.settings", **env_overrides)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_default_needs_no_server(tmp_path):
+    config = _settings_json(TELEHEALTH_DATA_DIR=str(tmp_path))
+
+    assert config["engine"] == "django.db.backends.sqlite3"
+    assert config["journal"] == "wal"
+    assert config["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert config["broker"] == "filesystem://"
+    assert (config["tz"], config["lang"]) == ("Asia/Ho_Chi_Minh", "vi")
+
+
+def test_urls_switch_to_postgres_and_redis(tmp_path):
+    config = _settings_json(
+        TELEHEALTH_DATA_DIR=str(tmp_path),
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/test",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+    )
+
+    assert config["engine"] == "django.db.backends.postgresql"
+    assert config["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert config["broker"] == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize("key", [None, "short", "a" * 60])
+def test_production_mode_refuses_to_start_without_a_real_secret_key(tmp_path, key):
+    env = {"DJANGO_DEBUG": "0", "TELEHEALTH_DATA_DIR": str(tmp_path)}
+    if key is not None:
+        env["DJANGO_SECRET_KEY"] = key
+
+    result = _run(
+        "import django; django.setup()", DJANGO_SETTINGS_MODULE="telehealth.settings", **env
+    )
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_mode_passes_the_deployment_checklist(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": GOOD_KEY,
+            "DJANGO_ALLOWED_HOSTS": "telehealth.example.vn",
+            "TELEHEALTH_DATA_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
