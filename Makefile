@@ -1,0 +1,50 @@
+# The project's vocabulary. `make run` and `make test` work on a fresh machine
+# with nothing but Python 3.11: they create the virtualenv themselves.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+
+.PHONY: install run test lint bench e2e messages migrate seed-national clean
+
+$(INSTALLED): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(INSTALLED)
+	@$(PY) scripts/compilemessages.py
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+# Migrate, seed the demo network (idempotent), start every process, print the
+# URL and demo logins. Ctrl-C stops them all.
+run: migrate
+	$(PY) manage.py seed_network
+	$(PY) scripts/run.py
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: install
+	$(PY) bench/run_all.py
+
+messages: install
+	$(PY) manage.py makemessages -l vi --ignore '.venv/*' --ignore 'tests/*' --ignore 'bench/*'
+	$(PY) scripts/compilemessages.py
+
+seed-national: migrate
+	$(PY) manage.py seed_network --facilities 1500 --doctors 20000 --patients 100000
+
+clean:
+	rm -rf $(VENV) data staticfiles
