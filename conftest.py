@@ -12,6 +12,11 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    # Sockets run their queries on pool threads; persistent connections there
+    # would outlive each test and keep the test database from being dropped.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
     if os.environ.get("TELEHEALTH_TEST_REQUIRE_SERVICES") != "1":
         return
     database_url = os.environ.get("DATABASE_URL", "")
@@ -24,8 +29,11 @@ def pytest_configure(config: pytest.Config) -> None:
     import redis
 
     try:
+        # The server must answer; the test database itself is created by pytest-django.
         psycopg.connect(
-            database_url.replace("postgres://", "postgresql://", 1), connect_timeout=5
+            database_url.replace("postgres://", "postgresql://", 1),
+            dbname="postgres",
+            connect_timeout=5,
         ).close()
     except Exception as exc:
         pytest.exit(f"PostgreSQL is required and unreachable: {exc}", 3)
@@ -83,3 +91,49 @@ def doctor(db):
     from tests.factories import ClinicianFactory
 
     return ClinicianFactory(specialty_codes=["internal-medicine"])
+
+
+@pytest.fixture(autouse=True)
+def _reference_data_after_flush(request: pytest.FixtureRequest) -> None:
+    """Transactional tests empty every table afterwards; reload the reference data
+    (provinces, communes, specialties) that the migration put there."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and marker.kwargs.get("transaction")
+    )
+    if not transactional:
+        return
+    request.getfixturevalue("transactional_db")
+    from telehealth.models import Commune, LegacyProvince, Province, Specialty
+    from telehealth.reference import reference_data_load
+
+    if not Commune.objects.exists() or not Specialty.objects.exists():
+        reference_data_load(
+            Province=Province, LegacyProvince=LegacyProvince, Commune=Commune, Specialty=Specialty
+        )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_realtime_state():
+    """Hubs and presence stores belong to one event loop; every test gets new ones."""
+    yield
+    from consult.hub import reset_hubs
+    from consult.presence import reset_presence
+
+    reset_hubs()
+    reset_presence()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_connections(request: pytest.FixtureRequest, django_db_setup, django_db_blocker):
+    """Pool threads of async tests may still hold a PostgreSQL connection when the
+    session ends; end them so the test database can be dropped."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )

@@ -5,3 +5,6 @@ from django.utils.translation import gettext_lazy as _
 class ConsultConfig(AppConfig):
     name = "consult"
     verbose_name = _("Consultations and video visits")
+
+    def ready(self) -> None:
+        from consult import signals  # noqa: F401

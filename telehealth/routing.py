@@ -1,3 +1,7 @@
-"""All websocket routes. One socket per signed-in client; the apps add their frame handlers."""
+"""All websocket routes: one socket per signed-in client (docs/protocol.md)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from consult.consumers import RealtimeConsumer
+
+websocket_urlpatterns = [path("ws/", RealtimeConsumer.as_asgi())]

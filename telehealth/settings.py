@@ -129,13 +129,27 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: channel layer, cache, Celery broker --------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 
+# Which Redis layer carries events between web processes: "core" (lists,
+# BLPOP; drops sends to a channel over capacity) or "pubsub" (PUBLISH; loses
+# what is sent while a subscriber is disconnected). Either loss is repaired by
+# the sockets from the database (consult/hub.py); docs/architecture.md says
+# which is the default and why.
+REDIS_CHANNEL_LAYER = env.str("REDIS_CHANNEL_LAYER", default="core")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+    if REDIS_CHANNEL_LAYER == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL]},
+            }
         }
-    }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            }
+        }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

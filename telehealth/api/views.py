@@ -43,7 +43,7 @@ class TokenView(APIView):
     permission_classes = [AllowAny]
     throttle_scope = "auth"
 
-    class Input(serializers.Serializer):
+    class TokenInput(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=256, trim_whitespace=False)
 
@@ -53,12 +53,12 @@ class TokenView(APIView):
         return [ScopedRateThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(
-        request=Input,
+        request=TokenInput,
         responses=inline_serializer("Token", {"token": serializers.CharField()}),
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        data = self.Input(data=request.data)
+        data = self.TokenInput(data=request.data)
         data.is_valid(raise_exception=True)
         # django-axes counts the failure; while the (username, address) pair is
         # locked, AxesMiddleware replaces this response with a 429.

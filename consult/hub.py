@@ -1,0 +1,199 @@
+"""One hub per web process: the channel layer in, the process's sockets out.
+
+Why not let every consumer join channel-layer groups (the Channels tutorial's
+way)? Because then every event is dispatched once per *socket* by the layer:
+one group_send becomes N channel sends, N deserialisations and N consumer
+wake-ups, which is where a naive group chat spends most of its time. Here a
+process joins a topic's group once, receives each event once, serialises the
+frame once, and hands the same text to each local socket's outbox.
+
+The hub never stores anything. Losing an event (the Redis layer drops to a
+channel over capacity; the pub/sub layer drops while disconnected) is repaired
+by the sockets: a gap in sequence numbers, or a periodic comparison with the
+database (``SYNC_INTERVAL``), makes a socket read what it missed from the
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from telehealth.realtime import topic_group
+
+logger = logging.getLogger(__name__)
+
+SYNC_INTERVAL = 3.0
+# Redis group membership expires (channels_redis: group_expiry, one day by default).
+GROUP_REFRESH_INTERVAL = 3600.0
+
+
+class HubClient(Protocol):
+    def hub_event(self, topic: str, event: dict[str, Any], text: str | None) -> None: ...
+
+    def hub_resync(self, last_seqs: dict[int, int]) -> None: ...
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.topics: dict[str, set[HubClient]] = defaultdict(set)
+        self.layer = get_channel_layer()
+        self.channel_name: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._started = asyncio.Event()
+        self._starting = False
+        self._joined_at: dict[str, float] = {}
+        # What the database said at the previous sync, so a socket is repaired
+        # only when it is behind what was committed a whole interval ago.
+        self._previous_last_seqs: dict[int, int] = {}
+        self.events_received = 0
+
+    async def ensure_started(self) -> None:
+        if self._started.is_set():
+            return
+        if self._starting:
+            await self._started.wait()
+            return
+        self._starting = True
+        self._loop = asyncio.get_running_loop()
+        if self.layer is not None:
+            self.channel_name = await self.layer.new_channel(prefix="hub")
+            self._tasks.append(asyncio.create_task(self._receive_loop(), name="hub-receive"))
+        self._tasks.append(asyncio.create_task(self._sync_loop(), name="hub-sync"))
+        self._started.set()
+
+    async def subscribe(self, topic: str, client: HubClient) -> None:
+        await self.ensure_started()
+        clients = self.topics[topic]
+        first = not clients
+        clients.add(client)
+        if first and self.layer is not None:
+            await self.layer.group_add(topic_group(topic), self.channel_name)
+            self._joined_at[topic] = time.monotonic()
+
+    async def unsubscribe(self, topic: str, client: HubClient) -> None:
+        clients = self.topics.get(topic)
+        if not clients:
+            return
+        clients.discard(client)
+        if not clients:
+            del self.topics[topic]
+            self._joined_at.pop(topic, None)
+            if self.layer is not None and self.channel_name is not None:
+                try:
+                    await self.layer.group_discard(topic_group(topic), self.channel_name)
+                except Exception:  # the membership expires on its own
+                    logger.warning("hub: group_discard %s failed", topic, exc_info=True)
+
+    async def unsubscribe_all(self, client: HubClient, topics: set[str]) -> None:
+        for topic in list(topics):
+            await self.unsubscribe(topic, client)
+
+    def dispatch(self, event: dict[str, Any]) -> None:
+        """Hand one event to every local client of its topic. Never blocks."""
+        self.events_received += 1
+        topic = event.get("topic")
+        clients = self.topics.get(topic) if topic else None
+        if not clients:
+            return
+        frame = event.get("frame")
+        text = json.dumps(frame, ensure_ascii=False, separators=(",", ":")) if frame else None
+        for client in list(clients):
+            try:
+                client.hub_event(topic, event, text)
+            except Exception:
+                logger.exception("hub: a client failed to take an event")
+
+    async def _receive_loop(self) -> None:
+        assert self.layer is not None
+        assert self.channel_name is not None
+        backoff = 0.1
+        while True:
+            try:
+                event = await self.layer.receive(self.channel_name)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis went away. Events sent meanwhile are lost; the next
+                # sync repairs every socket from the database.
+                logger.warning("hub: channel layer receive failed; retrying", exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                await self._rejoin_all()
+                continue
+            self.dispatch(event)
+
+    async def _rejoin_all(self) -> None:
+        if self.layer is None or self.channel_name is None:
+            return
+        for topic in list(self.topics):
+            try:
+                await self.layer.group_add(topic_group(topic), self.channel_name)
+                self._joined_at[topic] = time.monotonic()
+            except Exception:
+                logger.warning("hub: rejoin %s failed", topic, exc_info=True)
+                return
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            try:
+                await self.sync_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("hub: sync with the database failed", exc_info=True)
+
+    async def sync_once(self) -> None:
+        """Compare what sockets were sent with the database; let laggards catch up."""
+        thread_ids = [int(t[2:]) for t in self.topics if t.startswith("t.")]
+        if thread_ids:
+            from consult.selectors import thread_last_seqs
+
+            current = await database_sync_to_async(thread_last_seqs, thread_sensitive=False)(
+                thread_ids=thread_ids
+            )
+            settled = {
+                tid: min(seq, self._previous_last_seqs.get(tid, 0)) for tid, seq in current.items()
+            }
+            self._previous_last_seqs = current
+            clients: set[HubClient] = set()
+            for tid in thread_ids:
+                clients.update(self.topics.get(f"t.{tid}", ()))
+            for client in clients:
+                client.hub_resync(settled)
+        now = time.monotonic()
+        for topic, joined in list(self._joined_at.items()):
+            if now - joined > GROUP_REFRESH_INTERVAL and self.layer is not None:
+                await self.layer.group_add(topic_group(topic), self.channel_name)
+                self._joined_at[topic] = now
+
+
+_hubs: dict[int, Hub] = {}
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop: one per process in production (tests run many loops)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(id(loop))
+    if hub is None or hub._loop not in (None, loop):
+        hub = Hub()
+        _hubs[id(loop)] = hub
+    return hub
+
+
+def reset_hubs() -> None:
+    """Forget every hub (tests switch channel layers between cases)."""
+    for hub in _hubs.values():
+        for task in hub._tasks:
+            task.cancel()
+    _hubs.clear()

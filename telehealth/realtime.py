@@ -1,0 +1,94 @@
+"""Publishing realtime events, for every app: after commit, through the channel layer.
+
+The channel layer only delivers; the database is the truth. Events go to
+*topics*: ``t.<thread>`` (a thread's messages, reads, typing), ``u.<user>``
+(one person's notifications and control events), ``p.<user>`` (presence),
+and topics other apps register for ``watch`` frames (``board.province.01``).
+
+Each web process joins a topic's channel-layer group once, however many of
+its sockets want the topic (see ``consult.hub``), so fan-out to sockets
+happens inside the process, not once per socket in the channel layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+HUB_EVENT = "hub.event"
+
+
+def topic_group(topic: str) -> str:
+    """The channel-layer group of a topic (groups allow only [a-zA-Z0-9-_.])."""
+    return f"th.{topic}"
+
+
+def thread_topic(thread_id: int) -> str:
+    return f"t.{thread_id}"
+
+
+def user_topic(user_id: int) -> str:
+    return f"u.{user_id}"
+
+
+def presence_topic(user_id: int) -> str:
+    return f"p.{user_id}"
+
+
+async def publish_now(topic: str, event: dict[str, Any]) -> None:
+    """Send an event to every process that has a socket on ``topic``. Best effort:
+    a lost event is repaired by the readers' resume-from-database logic."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(topic_group(topic), {"type": HUB_EVENT, "topic": topic, **event})
+    except Exception:  # a broken layer must not break the write that was already committed
+        logger.warning("realtime publish to %s failed", topic, exc_info=True)
+
+
+def publish_on_commit(topic: str, event: dict[str, Any]) -> None:
+    """Publish after the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: async_to_sync(publish_now)(topic, event))
+
+
+def notify_user_on_commit(user_id: int, *, name: str, data: dict[str, Any]) -> None:
+    """An ``event`` frame for every socket of one person, after commit.
+
+    Other apps use it for live notifications (a mentorship request, a referral
+    accepted). ``name`` is a dotted event name, ``data`` is JSON.
+    """
+    publish_on_commit(
+        user_topic(user_id),
+        {"kind": "event", "frame": {"type": "event", "topic": "user", "name": name, "data": data}},
+    )
+
+
+def publish_topic_event_on_commit(topic: str, *, name: str, data: dict[str, Any]) -> None:
+    """An ``event`` frame for every socket watching ``topic``, after commit."""
+    publish_on_commit(
+        topic,
+        {"kind": "event", "frame": {"type": "event", "topic": topic, "name": name, "data": data}},
+    )
+
+
+# Topics other apps add to the ``watch`` frame: a prefix and a check of who may watch.
+TopicAuthorizer = Callable[[Any, str], Awaitable[bool]]
+_watchable: dict[str, TopicAuthorizer] = {}
+
+
+def register_watchable_topic(prefix: str, authorize: TopicAuthorizer) -> None:
+    """Let sockets ``watch`` topics "<prefix>.…" when ``authorize(user, topic)`` says yes."""
+    _watchable[prefix] = authorize
+
+
+def watchable_authorizer(topic: str) -> TopicAuthorizer | None:
+    prefix = topic.split(".", 1)[0]
+    return _watchable.get(prefix)
