@@ -129,3 +129,14 @@ def test_directory_list_uses_a_constant_number_of_queries(signed_in, django_asse
         response = signed_in.get("/api/v1/facilities/", {"page_size": 30})
 
     assert len(response.json()["results"]) == 30
+
+
+def test_the_openapi_schema_is_valid_and_complete(tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+
+    schema = out.read_text()
+    for path in ("/api/v1/facilities/", "/api/v1/threads/{thread_id}/messages/", "/api/v1/me/"):
+        assert path in schema
