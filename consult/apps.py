@@ -8,3 +8,7 @@ class ConsultConfig(AppConfig):
 
     def ready(self) -> None:
         from consult import signals  # noqa: F401
+        from consult.visit_selectors import may_watch_visit
+        from telehealth.realtime import register_watchable_topic
+
+        register_watchable_topic("visit", may_watch_visit)

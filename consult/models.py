@@ -172,3 +172,132 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Visit(models.Model):
+    """A video visit or remote examination. Its chat is a Thread of kind ``visit``.
+
+    States (FHIR Encounter in spirit): scheduled → waiting (the waiting room is
+    open) → in_progress (someone was admitted) → ended; or cancelled / no_show.
+    """
+
+    class State(models.TextChoices):
+        SCHEDULED = "scheduled", _("scheduled")
+        WAITING = "waiting", _("waiting room open")
+        IN_PROGRESS = "in_progress", _("in progress")
+        ENDED = "ended", _("ended")
+        CANCELLED = "cancelled", _("cancelled")
+        NO_SHOW = "no_show", _("no-show")
+
+    patient = models.ForeignKey(
+        PatientProfile, on_delete=models.PROTECT, related_name="visits", verbose_name=_("patient")
+    )
+    host = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="hosted_visits"
+    )
+    thread = models.OneToOneField(Thread, on_delete=models.PROTECT, related_name="visit")
+    # Where it comes from: "scheduler.appointment:12", "network.mentorship:3", "" (ad hoc).
+    source = models.CharField(_("source"), max_length=80, blank=True)
+    state = models.CharField(
+        _("state"), max_length=20, choices=State.choices, default=State.SCHEDULED
+    )
+    scheduled_start = models.DateTimeField(_("scheduled start"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    max_participants = models.PositiveSmallIntegerField(_("maximum participants"), default=6)
+    notes = models.TextField(_("visit notes"), blank=True)
+    summary = models.TextField(_("end-of-visit summary"), blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("video visit")
+        verbose_name_plural = _("video visits")
+        indexes = [models.Index(fields=["state", "scheduled_start"], name="visit_state_start")]
+
+    def __str__(self) -> str:
+        return f"{_('Visit')} #{self.pk}"
+
+    @property
+    def room(self) -> str:
+        return f"visit-{self.pk}"
+
+
+class VisitParticipant(models.Model):
+    class Role(models.TextChoices):
+        PATIENT = "patient", _("patient")
+        DOCTOR = "doctor", _("doctor")
+        HEALTH_WORKER = "health_worker", _("health worker")
+        SPECIALIST = "specialist", _("specialist")
+        INTERPRETER = "interpreter", _("interpreter")
+        FAMILY = "family", _("family member")
+
+    class State(models.TextChoices):
+        INVITED = "invited", _("invited")
+        WAITING = "waiting", _("in the waiting room")
+        ADMITTED = "admitted", _("admitted")
+        LEFT = "left", _("left")
+        REMOVED = "removed", _("removed")
+
+    visit = models.ForeignKey(Visit, on_delete=models.CASCADE, related_name="participants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="visit_participations"
+    )
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices)
+    state = models.CharField(
+        _("state"), max_length=20, choices=State.choices, default=State.INVITED
+    )
+    checked_in_at = models.DateTimeField(null=True, blank=True)
+    # What the device check in the waiting room found: camera, microphone, connection.
+    device_check = models.JSONField(default=dict, blank=True)
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    admitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    removed_at = models.DateTimeField(null=True, blank=True)
+    audio_only = models.BooleanField(_("audio only"), default=False)
+    # None: not asked yet; the whole visit is recorded only if everyone said yes.
+    recording_consent = models.BooleanField(_("consents to recording"), null=True, blank=True)
+    recording_consent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("visit participant")
+        verbose_name_plural = _("visit participants")
+        constraints = [
+            models.UniqueConstraint(fields=["visit", "user"], name="visit_participant_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in visit {self.visit_id}"
+
+
+def _snapshot_path(instance: VisitSnapshot, filename: str) -> str:
+    return f"visits/{instance.visit_id}/snapshots/{instance.id}"
+
+
+class VisitSnapshot(models.Model):
+    """A still frame of a participant's video captured by the examining doctor."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    visit = models.ForeignKey(Visit, on_delete=models.CASCADE, related_name="snapshots")
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    captured_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    file = models.FileField(storage=private_storage, upload_to=_snapshot_path, max_length=200)
+    content_type = models.CharField(max_length=50)
+    size = models.PositiveIntegerField()
+    note = models.CharField(_("note"), max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("snapshot")
+        verbose_name_plural = _("snapshots")
+
+    def __str__(self) -> str:
+        return f"snapshot {self.id}"

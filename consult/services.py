@@ -49,17 +49,16 @@ def _thread_source(thread: Thread) -> str:
 
 def _grant_patient_access(thread: Thread, user: User, granted_by: User | None) -> None:
     """Clinicians in a thread about a patient may see that patient's record while they are in it."""
+    # A visit's chat follows the visit: consult.visit_services grants and ends
+    # that access for the visit as a whole.
     if thread.patient_id is None or user.pk == thread.patient.user_id:
         return
-    kind = (
-        CareRelationship.Kind.VISIT
-        if thread.kind == Thread.Kind.VISIT
-        else CareRelationship.Kind.CONSULTATION
-    )
+    if thread.kind == Thread.Kind.VISIT:
+        return
     kernel_services.care_relationship_grant(
         patient=thread.patient,
         member=user,
-        kind=kind,
+        kind=CareRelationship.Kind.CONSULTATION,
         source=_thread_source(thread),
         granted_by=granted_by,
         reason=_("joined a conversation about the patient"),

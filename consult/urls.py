@@ -1,6 +1,6 @@
 from django.urls import path
 
-from consult import api
+from consult import api, visit_api
 
 urlpatterns = [
     path("threads/", api.ThreadListView.as_view(), name="api-thread-list"),
@@ -29,5 +29,35 @@ urlpatterns = [
         "attachments/<uuid:attachment_id>/",
         api.AttachmentDownloadView.as_view(),
         name="api-attachment-download",
+    ),
+]
+
+_visit = [
+    ("", visit_api.VisitDetailView, "detail"),
+    ("open/", visit_api.VisitOpenView, "open"),
+    ("check-in/", visit_api.VisitCheckInView, "check-in"),
+    ("admit/", visit_api.VisitAdmitView, "admit"),
+    ("remove/", visit_api.VisitRemoveView, "remove"),
+    ("invite/", visit_api.VisitInviteView, "invite"),
+    ("join/", visit_api.VisitJoinView, "join"),
+    ("leave/", visit_api.VisitLeaveView, "leave"),
+    ("audio-only/", visit_api.VisitAudioOnlyView, "audio-only"),
+    ("consent/", visit_api.VisitConsentView, "consent"),
+    ("snapshot-notice/", visit_api.VisitSnapshotNoticeView, "snapshot-notice"),
+    ("snapshots/", visit_api.VisitSnapshotView, "snapshots"),
+    ("notes/", visit_api.VisitNotesView, "notes"),
+    ("end/", visit_api.VisitEndView, "end"),
+    ("cancel/", visit_api.VisitCancelView, "cancel"),
+]
+urlpatterns += [
+    path("visits/", visit_api.VisitListView.as_view(), name="api-visit-list"),
+    *[
+        path(f"visits/<int:visit_id>/{suffix}", view.as_view(), name=f"api-visit-{name}")
+        for suffix, view, name in _visit
+    ],
+    path(
+        "snapshots/<uuid:snapshot_id>/",
+        visit_api.SnapshotDownloadView.as_view(),
+        name="api-snapshot-download",
     ),
 ]

@@ -302,6 +302,24 @@ if not DEBUG:
     if env.bool("DJANGO_BEHIND_TLS_PROXY", default=True):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Video visits: relay nodes and TURN ------------------------------------------
+# The web tier signs short-lived join tokens that relay nodes verify (relay/tokens.py).
+_DEV_RELAY_SECRET = "dev-relay-secret-change-me-not-for-production"  # noqa: S105 (relay --dev)
+RELAY_TOKEN_SECRET = env.str("RELAY_TOKEN_SECRET", default=_DEV_RELAY_SECRET)
+if not DEBUG and RELAY_TOKEN_SECRET == _DEV_RELAY_SECRET:
+    raise ImproperlyConfigured("Production mode needs RELAY_TOKEN_SECRET, shared with relay nodes.")
+RELAY_TOKEN_TTL_SECONDS = env.int("RELAY_TOKEN_TTL_SECONDS", default=90)
+# Without Redis there is one relay node, here; with Redis, nodes register and
+# rooms are placed on the least loaded live one.
+RELAY_URL = env.str("RELAY_URL", default="http://127.0.0.1:8081")
+# STUN/TURN for browsers. TURN credentials follow coturn's REST format
+# (use-auth-secret): username "expiry:user", password base64(HMAC-SHA1(secret, username)).
+TURN_URLS = env.list("TURN_URLS", default=[])
+TURN_SHARED_SECRET = env.str("TURN_SHARED_SECRET", default="")
+TURN_TTL_SECONDS = env.int("TURN_TTL_SECONDS", default=6 * 3600)
+STUN_URLS = env.list("STUN_URLS", default=[])
+VISIT_MAX_PARTICIPANTS = env.int("VISIT_MAX_PARTICIPANTS", default=6)
+
 # --- Logging ------------------------------------------------------------------
 LOGGING = {
     "version": 1,

@@ -79,6 +79,19 @@ def test_production_mode_refuses_to_start_without_a_real_secret_key(tmp_path, ke
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
+def test_production_mode_refuses_the_development_relay_secret(tmp_path):
+    result = _run(
+        "import django; django.setup()",
+        DJANGO_SETTINGS_MODULE="telehealth.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        TELEHEALTH_DATA_DIR=str(tmp_path),
+    )
+
+    assert result.returncode != 0
+    assert "RELAY_TOKEN_SECRET" in result.stderr
+
+
 def test_production_mode_passes_the_deployment_checklist(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -88,6 +101,7 @@ def test_production_mode_passes_the_deployment_checklist(tmp_path):
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": GOOD_KEY,
             "DJANGO_ALLOWED_HOSTS": "telehealth.example.vn",
+            "RELAY_TOKEN_SECRET": "r" * 40,
             "TELEHEALTH_DATA_DIR": str(tmp_path),
         },
         capture_output=True,

@@ -1,0 +1,98 @@
+"""Reads of video visits: participants only; reads of the record are audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db.models import QuerySet
+from django.utils.translation import gettext as _
+
+from consult.models import Visit, VisitParticipant, VisitSnapshot
+from telehealth.audit import audit_record
+from telehealth.errors import NotFound
+from telehealth.models import AuditEvent, User
+
+
+def _visible(user: User) -> QuerySet[Visit]:
+    return Visit.objects.filter(participants__user=user).exclude(
+        participants__user=user, participants__state=VisitParticipant.State.REMOVED
+    )
+
+
+def visit_get_for_user(*, user: User, visit_id: int, request: Any = None) -> Visit:
+    """The visit with its participants, for its participants. Audited: it carries the
+    patient's name, notes and summary."""
+    visit = (
+        _visible(user).select_related("patient__user", "host").filter(pk=visit_id).first()
+        if user.is_authenticated
+        else None
+    )
+    if visit is None:
+        raise NotFound(_("No such visit."))
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.READ,
+        target=f"consult.visit:{visit.pk}",
+        patient=visit.patient,
+        reason=_("video visit"),
+        request=request,
+    )
+    return visit
+
+
+def visit_list_for_user(*, user: User) -> QuerySet[Visit]:
+    return (
+        _visible(user)
+        .select_related("patient__user", "host")
+        .order_by("-scheduled_start", "-created_at")
+        .distinct()
+    )
+
+
+def visit_participants(*, visit: Visit) -> list[VisitParticipant]:
+    return list(visit.participants.select_related("user").order_by("id"))
+
+
+def snapshot_get_for_user(*, user: User, snapshot_id: Any, request: Any = None) -> VisitSnapshot:
+    """A snapshot, for the clinicians of the visit and the person captured. Audited."""
+    snapshot = (
+        VisitSnapshot.objects.select_related("visit__patient").filter(pk=snapshot_id).first()
+        if user.is_authenticated
+        else None
+    )
+    allowed = snapshot is not None and (
+        snapshot.subject_id == user.pk
+        or VisitParticipant.objects.filter(
+            visit_id=snapshot.visit_id,
+            user=user,
+            role__in=["doctor", "health_worker", "specialist"],
+        )
+        .exclude(state=VisitParticipant.State.REMOVED)
+        .exists()
+    )
+    if not allowed:
+        raise NotFound(_("No such snapshot."))
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.READ,
+        target=f"consult.visit:{snapshot.visit_id}:snapshot:{snapshot.pk}",
+        patient=snapshot.visit.patient,
+        reason=_("remote examination snapshot"),
+        request=request,
+    )
+    return snapshot
+
+
+async def may_watch_visit(user: User, topic: str) -> bool:
+    """Participants (not removed) may watch ``visit.<id>`` for waiting-room and call events."""
+    try:
+        visit_id = int(topic.split(".", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    return await database_sync_to_async(
+        VisitParticipant.objects.filter(visit_id=visit_id, user=user)
+        .exclude(state=VisitParticipant.State.REMOVED)
+        .exists,
+        thread_sensitive=False,
+    )()
