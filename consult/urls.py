@@ -41,6 +41,7 @@ _visit = [
     ("invite/", visit_api.VisitInviteView, "invite"),
     ("join/", visit_api.VisitJoinView, "join"),
     ("leave/", visit_api.VisitLeaveView, "leave"),
+    ("published/", visit_api.VisitPublishedView, "published"),
     ("audio-only/", visit_api.VisitAudioOnlyView, "audio-only"),
     ("consent/", visit_api.VisitConsentView, "consent"),
     ("snapshot-notice/", visit_api.VisitSnapshotNoticeView, "snapshot-notice"),

@@ -222,6 +222,15 @@ class VisitJoinView(APIView):
         return Response(services.visit_join(visit_id=visit_id, user=request.user))
 
 
+class VisitPublishedView(APIView):
+    """Tell the other participants that my media is on the relay now."""
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, visit_id: int) -> Response:
+        services.visit_published(visit_id=visit_id, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class VisitLeaveView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, visit_id: int) -> Response:

@@ -356,6 +356,22 @@ def visit_join(*, visit_id: int, user: User) -> dict[str, Any]:
     }
 
 
+def visit_published(*, visit_id: int, user: User) -> None:
+    """An admitted participant's media is up on the relay: others may subscribe to it."""
+    visit = Visit.objects.filter(pk=visit_id).first()
+    if visit is None:
+        raise NotFound(_("No such visit."))
+    member = _member(visit, user)
+    if member.state != VisitParticipant.State.ADMITTED or visit.state not in LIVE_STATES:
+        raise AccessDenied(_("Wait until the doctor admits you."), code="not_admitted")
+    with transaction.atomic():
+        _announce(
+            visit,
+            "visit.published",
+            {"participant": participant_ref(user.pk), "user": user.pk, "name": user.display_name},
+        )
+
+
 @transaction.atomic
 def visit_set_audio_only(*, visit_id: int, user: User, audio_only: bool) -> VisitParticipant:
     visit = _locked(visit_id)

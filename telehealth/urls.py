@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from consult import views as consult_views
 from telehealth import views
 
 urlpatterns = [
@@ -12,6 +13,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", views.home, name="home"),
+    path("visits/", consult_views.visit_list, name="visits"),
+    path("visits/<int:visit_id>/", consult_views.visit_page, name="visit"),
     path(
         "login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -1,0 +1,191 @@
+// The one socket of this page (docs/protocol.md, version 1).
+//
+// - Reconnects by itself with exponential backoff and jitter; shows its state.
+// - Resumes every subscribed thread from the highest seq it has.
+// - Messages typed while offline wait in an outbox and are sent (again) with the
+//   same client_id until acknowledged: nothing typed is lost, nothing doubles.
+
+const PROTOCOL = 1;
+
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export class Realtime extends EventTarget {
+  constructor({ url = null, statusElement = null } = {}) {
+    super();
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.url = url || `${scheme}://${location.host}/ws/`;
+    this.statusElement = statusElement;
+    this.threads = new Map(); // thread id -> {lastSeq, onMessage}
+    this.topics = new Set();
+    this.outbox = new Map(); // client_id -> send frame, until acked
+    this.attempt = 0;
+    this.state = "connecting";
+    this.closedForGood = false;
+    this.connect();
+    window.addEventListener("online", () => this.retryNow());
+  }
+
+  setState(state) {
+    this.state = state;
+    if (this.statusElement) {
+      this.statusElement.dataset.state = state;
+      this.statusElement.textContent = this.statusElement.dataset[`label${state[0].toUpperCase()}${state.slice(1)}`] || state;
+    }
+    this.dispatchEvent(new CustomEvent("state", { detail: state }));
+  }
+
+  connect() {
+    this.setState(this.attempt ? "reconnecting" : "connecting");
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onmessage = (event) => this.onFrame(JSON.parse(event.data));
+    ws.onclose = (event) => this.onClose(event);
+  }
+
+  onClose(event) {
+    if (event.code === 4401) {
+      this.closedForGood = true;
+      this.setState("signedOut");
+      this.dispatchEvent(new CustomEvent("signedout"));
+      return;
+    }
+    this.setState("offline");
+    const delay = Math.min(30000, 500 * 2 ** this.attempt) * (0.5 + Math.random());
+    this.attempt += 1;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  retryNow() {
+    if (this.closedForGood || (this.ws && this.ws.readyState <= 1)) return;
+    clearTimeout(this.timer);
+    this.connect();
+  }
+
+  raw(frame) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  onFrame(frame) {
+    switch (frame.type) {
+      case "welcome":
+        if (frame.protocol !== PROTOCOL) {
+          this.closedForGood = true;
+          this.ws.close();
+          return;
+        }
+        this.attempt = 0;
+        this.setState("online");
+        this.user = frame.user;
+        for (const [thread, entry] of this.threads) {
+          this.raw({ type: "subscribe", thread, after: entry.lastSeq });
+        }
+        for (const topic of this.topics) this.raw({ type: "watch", topic });
+        for (const frame of this.outbox.values()) this.raw(frame);
+        break;
+      case "message": {
+        const entry = this.threads.get(frame.thread);
+        if (!entry || (entry.lastSeq !== null && frame.seq <= entry.lastSeq)) return;
+        entry.lastSeq = frame.seq;
+        entry.onMessage(frame);
+        break;
+      }
+      case "ack":
+        this.outbox.delete(frame.client_id);
+        break;
+      case "resync_required": {
+        const entry = this.threads.get(frame.thread);
+        if (entry) this.resync(frame.thread, entry);
+        break;
+      }
+      case "error":
+        if (frame.code === "unavailable") setTimeout(() => this.flushOutbox(), 2000);
+        break;
+      default:
+        break;
+    }
+    this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
+  }
+
+  async resync(thread, entry) {
+    // Too far behind for a replay: read the newest page over REST, then resubscribe.
+    const response = await fetch(`/api/v1/threads/${thread}/messages/?limit=50`, {
+      credentials: "same-origin",
+    });
+    if (!response.ok) return;
+    const page = await response.json();
+    for (const message of page.results) {
+      if (entry.lastSeq === null || message.seq > entry.lastSeq) {
+        entry.lastSeq = message.seq;
+        entry.onMessage(message);
+      }
+    }
+    this.raw({ type: "subscribe", thread, after: entry.lastSeq });
+  }
+
+  subscribe(thread, onMessage, after = 0) {
+    this.threads.set(thread, { lastSeq: after, onMessage });
+    this.raw({ type: "subscribe", thread, after });
+  }
+
+  watch(topic) {
+    this.topics.add(topic);
+    this.raw({ type: "watch", topic });
+  }
+
+  send(thread, body, attachments = []) {
+    const frame = { type: "send", thread, client_id: uuid(), body, attachments };
+    this.outbox.set(frame.client_id, frame);
+    this.raw(frame);
+    return frame.client_id;
+  }
+
+  flushOutbox() {
+    for (const frame of this.outbox.values()) this.raw(frame);
+  }
+
+  read(thread, seq) {
+    this.raw({ type: "read", thread, seq });
+  }
+
+  typing(thread) {
+    const now = Date.now();
+    if (this.lastTyping && now - this.lastTyping < 2500) return;
+    this.lastTyping = now;
+    this.raw({ type: "typing", thread });
+  }
+}
+
+export function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+export async function api(path, { method = "GET", body = undefined, form = undefined } = {}) {
+  const headers = { "X-CSRFToken": csrfToken(), Accept: "application/json" };
+  let payload;
+  if (form) {
+    payload = form;
+  } else if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const response = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(data.detail || response.statusText);
+    error.status = response.status;
+    error.data = data;
+    throw error;
+  }
+  return data;
+}
