@@ -9,6 +9,8 @@ from telehealth import views
 urlpatterns = [
     path("api/v1/", include("telehealth.api.urls")),
     path("api/v1/", include("consult.urls")),
+    path("api/v1/", include("network.urls")),
+    path("api/v1/", include("scheduler.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -1,0 +1,3 @@
+"""Pages of network/ (mounted at the site root)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""REST endpoints of network/ (mounted under /api/v1/)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Pages of scheduler/ (mounted at the site root)."""
+
+urlpatterns: list = []

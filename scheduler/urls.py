@@ -1,0 +1,3 @@
+"""REST endpoints of scheduler/ (mounted under /api/v1/)."""
+
+urlpatterns: list = []
