@@ -37,6 +37,8 @@ def _strings() -> dict[str, str]:
     """What visit.js shows, translated here so the page needs no second catalogue."""
     return {
         "admit": _("Admit"),
+        "camera": _("Camera"),
+        "microphone": _("Microphone"),
         "remove": _("Remove"),
         "snapshot": _("Snapshot"),
         "ok": _("working"),

@@ -127,7 +127,7 @@ realtime.addEventListener("event", (event) => {
 async function refresh() {
   state.visit = await api(`/api/v1/visits/${visitId}/`);
   const visit = state.visit;
-  $("visit-state").textContent = visit.state.replace("_", " ");
+  $("visit-state").textContent = visit.state_label;
   const mine = visit.participants.find((p) => p.user === me);
   const live = visit.state === "waiting" || visit.state === "in_progress";
   if (isHost) {
@@ -154,10 +154,11 @@ function renderWaitingList(visit) {
   for (const person of waiting) {
     const item = document.createElement("li");
     const checks = person.device_check || {};
-    item.textContent = `${person.name} (${person.role}) `;
+    item.textContent = `${person.name} (${person.role_label}) `;
     const detail = document.createElement("span");
     detail.className = "muted";
-    detail.textContent = `🎥 ${checks.camera ? "✓" : "✗"} 🎤 ${checks.microphone ? "✓" : "✗"}`;
+    const rtt = checks.connection && checks.connection.rtt_ms;
+    detail.textContent = `${t.camera} ${checks.camera ? "✓" : "✗"} · ${t.microphone} ${checks.microphone ? "✓" : "✗"}${rtt ? ` · ${rtt} ms` : ""}`;
     const admit = document.createElement("button");
     admit.type = "button";
     admit.className = "primary small";
