@@ -70,22 +70,28 @@ def _redis():  # type: ignore[no-untyped-def]
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
-def relay_for_room(room: str) -> dict[str, str]:
+def relay_for_room(room: str) -> dict[str, str | None]:
     """The relay node serving ``room``: placed on the least loaded live node with Redis,
-    the one local node otherwise. Returns {"id", "url"}."""
+    the one local node otherwise. Returns {"id", "url"}; the id is None for the one
+    local node, so tokens for it carry no node claim."""
     if not settings.REDIS_URL:
-        return {"id": "local", "url": settings.RELAY_URL}
-    from relay.registry import place_room_sync
+        return {"id": None, "url": settings.RELAY_URL}
+    from relay.registry import NoRelayAvailable, place_room_sync
 
-    node = place_room_sync(_redis(), room)
-    if node is None:
+    try:
+        node = place_room_sync(_redis(), room)
+    except NoRelayAvailable:
+        # Nothing registered: the configured node serves (one-node setups), unless
+        # production asks for registered nodes only.
+        if settings.RELAY_URL and not settings.RELAY_REQUIRE_REGISTRY:
+            return {"id": None, "url": settings.RELAY_URL}
         from telehealth.errors import DomainError
 
         raise DomainError(
             "No video relay is available right now. Please try again shortly.",
             code="relay_unavailable",
-        )
-    return {"id": node["id"], "url": node["url"]}
+        ) from None
+    return {"id": node.id, "url": node.url}
 
 
 def relay_remove_participant(*, room: str, participant: str) -> bool:

@@ -23,6 +23,8 @@ from telehealth.models import User
 class VisitParticipantOut(serializers.ModelSerializer):
     user = serializers.IntegerField(source="user_id")
     name = serializers.CharField(source="user.display_name")
+    role_label = serializers.CharField(source="get_role_display")
+    state_label = serializers.CharField(source="get_state_display")
 
     class Meta:
         model = VisitParticipant
@@ -30,7 +32,9 @@ class VisitParticipantOut(serializers.ModelSerializer):
             "user",
             "name",
             "role",
+            "role_label",
             "state",
+            "state_label",
             "checked_in_at",
             "device_check",
             "admitted_at",
@@ -45,12 +49,14 @@ class VisitOut(serializers.ModelSerializer):
     participants = serializers.SerializerMethodField()
     thread = serializers.IntegerField(source="thread_id")
     room = serializers.CharField()
+    state_label = serializers.CharField(source="get_state_display")
 
     class Meta:
         model = Visit
         fields = [
             "id",
             "state",
+            "state_label",
             "source",
             "scheduled_start",
             "started_at",

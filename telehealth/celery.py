@@ -10,6 +10,10 @@ app = Celery("telehealth")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.beat_schedule = {
+    "visits-relay-watchdog": {
+        "task": "consult.tasks.visits_relay_watchdog",
+        "schedule": 3.0,
+    },
     "sessions-clear-expired": {
         "task": "telehealth.tasks.sessions_clear_expired",
         "schedule": 60 * 60,

@@ -304,7 +304,8 @@ if not DEBUG:
 
 # --- Video visits: relay nodes and TURN ------------------------------------------
 # The web tier signs short-lived join tokens that relay nodes verify (relay/tokens.py).
-_DEV_RELAY_SECRET = "dev-relay-secret-change-me-not-for-production"  # noqa: S105 (relay --dev)
+from relay.tokens import DEV_SECRET as _DEV_RELAY_SECRET  # noqa: E402 (what `relay --dev` uses)
+
 RELAY_TOKEN_SECRET = env.str("RELAY_TOKEN_SECRET", default=_DEV_RELAY_SECRET)
 if not DEBUG and RELAY_TOKEN_SECRET == _DEV_RELAY_SECRET:
     raise ImproperlyConfigured("Production mode needs RELAY_TOKEN_SECRET, shared with relay nodes.")
@@ -312,6 +313,9 @@ RELAY_TOKEN_TTL_SECONDS = env.int("RELAY_TOKEN_TTL_SECONDS", default=90)
 # Without Redis there is one relay node, here; with Redis, nodes register and
 # rooms are placed on the least loaded live one.
 RELAY_URL = env.str("RELAY_URL", default="http://127.0.0.1:8081")
+# With Redis, refuse to place a room when no node is registered (production);
+# off, the configured RELAY_URL serves as the one node.
+RELAY_REQUIRE_REGISTRY = env.bool("RELAY_REQUIRE_REGISTRY", default=False)
 # STUN/TURN for browsers. TURN credentials follow coturn's REST format
 # (use-auth-secret): username "expiry:user", password base64(HMAC-SHA1(secret, username)).
 TURN_URLS = env.list("TURN_URLS", default=[])

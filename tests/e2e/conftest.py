@@ -54,18 +54,48 @@ def servers(transactional_db) -> Iterator[Servers]:
     processes = []
     relay_main = ROOT / "relay" / "__main__.py"
     if relay_main.exists():
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "relay", "--dev", "--host", "127.0.0.1",
-             "--port", str(relay_port), "--node-id", "relay-e2e",
-             "--public-url", f"http://127.0.0.1:{relay_port}",
-             "--allow-origin", f"http://127.0.0.1:{web_port}"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        ))
-    processes.append(subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(web_port),
-         "telehealth.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "relay",
+                    "--dev",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(relay_port),
+                    "--node-id",
+                    "relay-e2e",
+                    "--public-url",
+                    f"http://127.0.0.1:{relay_port}",
+                    "--ice-host",
+                    "127.0.0.1",
+                ],
+                cwd=ROOT,
+                env={**env, "RELAY_CORS_ORIGINS": f"http://127.0.0.1:{web_port}"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    processes.append(
+        subprocess.Popen(
+            [
+                str(BIN / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(web_port),
+                "telehealth.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
     try:
         _wait_for(lambda: _listening(web_port), 30, "daphne")
         if relay_main.exists():

@@ -1,0 +1,598 @@
+"""Forwarding encoded media through aiortc without decoding it.
+
+How it works (aiortc 1.16.x; every internal used is named here and checked
+at run time by :func:`check_aiortc`):
+
+Receive side. ``RTCRtpReceiver._handle_rtp_packet`` depacketizes RTP into its
+jitter buffer; each complete encoded frame (a ``JitterFrame``: ``data`` and a
+timestamp) is put, as a ``(codec, frame)`` tuple, on the receiver's private
+decoder input queue ``_RTCRtpReceiver__decoder_queue`` (a ``queue.Queue``); a
+decoder thread started by ``receive()`` reads that queue (``None`` = stop).
+:class:`ReceiverTap` replaces that queue object *before* ``receive()`` starts
+the thread. Its ``put`` is called on the event loop thread, so it hands each
+encoded frame straight to the forwarding code, and passes it on to the real
+queue (the decoder) only while decoding is switched on, i.e. only while some
+subscriber needs a re-encoded copy. ``None`` is always passed on, so the
+decoder thread and the remote track end as usual. A forwarded track is thus
+never decoded: :attr:`ReceiverTap.decoded` stays 0.
+
+The tap also swaps the receiver's ``_RTCRtpReceiver__jitter_buffer`` for a
+:class:`LowLatencyJitterBuffer`: aiortc's buffer releases a video frame only
+when the first packet of the *next* frame arrives (one frame interval late)
+and holds audio back by 4 packets; ours releases a frame as soon as it is
+complete (RTP marker bit for video, every packet for audio).
+
+Send side. ``RTCRtpSender._next_encoded_frame`` calls ``track.recv()``; when
+that returns an ``av.Packet`` instead of a frame, the sender only packetizes
+it (``encoder.pack(packet)``: VP8, H.264, Opus) with ``packet.pts`` in
+``packet.time_base``. :class:`EncodedTrack` is such a track, fed by a bounded
+queue per subscriber.
+
+Keyframes. When a subscriber sends PLI/FIR, ``RTCRtpSender._handle_rtcp_packet``
+calls ``self._send_keyframe()``; :func:`hook_sender_keyframes` overrides that
+method *on the sender instance* so the request goes to the publisher instead
+(:meth:`PublishedTrack.request_keyframe`: ``RTCRtpReceiver._send_rtcp_pli`` for
+each SSRC of ``getSynchronizationSources()``, at most one per
+``pli_interval`` per track, later requests deferred, not lost). A subscriber's
+track asks for a keyframe when its sender starts reading, and drops frames
+until one arrives.
+
+Fallback. A subscriber that cannot take the publisher's codec gets a track
+from aiortc's ``MediaRelay`` over the receiver's decoded track (decode once,
+encode per such subscriber); the tap switches decoding on for as long as such
+subscribers exist, starting at a keyframe, with a bounded decoder backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fractions
+import logging
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiortc
+import av
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc.contrib.media import MediaRelay
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+
+logger = logging.getLogger(__name__)
+
+#: aiortc versions whose internals this module was written against.
+SUPPORTED_AIORTC = "1.16."
+_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+#: Codecs forwarded as-is (others are decoded and re-encoded).
+FORWARDABLE = frozenset({"vp8", "h264", "opus"})
+VIDEO_QUEUE_FRAMES = 30
+AUDIO_QUEUE_FRAMES = 50
+#: Encoded frames waiting for the decoder thread before we skip to a keyframe.
+DECODER_BACKLOG = 8
+
+
+class HookError(RuntimeError):
+    """The installed aiortc does not have the internals this module relies on."""
+
+
+def check_aiortc() -> None:
+    """Fail loudly if aiortc's internals moved (called once by the relay node)."""
+    version = getattr(aiortc, "__version__", "")
+    if not version.startswith(SUPPORTED_AIORTC):
+        logger.warning(
+            "relay forwarding was written for aiortc %sx, found %s", SUPPORTED_AIORTC, version
+        )
+    for cls, name in (
+        (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpReceiver, "getSynchronizationSources"),
+        (RTCRtpSender, "_send_keyframe"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
+        (JitterBuffer, "_remove_frame"),
+    ):
+        if not callable(getattr(cls, name, None)):
+            raise HookError(f"aiortc {version}: {cls.__name__}.{name} is missing")
+
+
+# --------------------------------------------------------------------------- bitstream
+
+
+def is_keyframe(codec_name: str, data: bytes) -> bool:
+    """Whether an encoded frame can be decoded on its own.
+
+    VP8 (RFC 6386 9.1): frame tag bit 0 is 0 and the start code 9d 01 2a follows.
+    H.264 (Annex B, as aiortc's depayloader produces): an IDR slice (NAL type 5).
+    Audio frames are all independent.
+    """
+    name = codec_name.lower()
+    if name == "vp8":
+        return len(data) >= 6 and not (data[0] & 0x01) and data[3:6] == b"\x9d\x01\x2a"
+    if name == "h264":
+        pos = data.find(b"\x00\x00\x01")
+        while pos != -1 and pos + 3 < len(data):
+            if data[pos + 3] & 0x1F == 5:
+                return True
+            pos = data.find(b"\x00\x00\x01", pos + 3)
+        return False
+    return True
+
+
+class LowLatencyJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer, releasing each frame as soon as it is complete.
+
+    The stock buffer sees a frame as complete only when a packet of the next
+    timestamp arrives. Here a gap-free run of packets from the buffer's origin
+    that ends with the RTP marker bit (last packet of a video frame) is released
+    at once; for audio, where a packet is a frame, every in-order packet is.
+    Anything else falls back to the stock logic (reordering, loss, wraps).
+    """
+
+    def __init__(self, capacity: int, is_video: bool) -> None:
+        super().__init__(capacity=capacity, prefetch=0, is_video=is_video)
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        frame = super()._remove_frame(sequence_number)
+        if frame is not None or self._origin is None:
+            return frame
+        packets = []
+        timestamp = None
+        for count in range(self._capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                return None
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                return None
+            packets.append(packet)
+            if packet.marker or not self._is_video:
+                self.remove(count + 1)
+                return JitterFrame(
+                    data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
+                    timestamp=timestamp,
+                )
+        return None
+
+
+# --------------------------------------------------------------------------- receive hook
+
+
+class ReceiverTap:
+    """Stands in for ``RTCRtpReceiver._RTCRtpReceiver__decoder_queue``.
+
+    ``on_frame(codec, frame, keyframe)`` gets every complete encoded frame on the
+    event loop thread. Frames reach the decoder thread only while ``decode`` is
+    on (counted in :attr:`decoded`); with ``on_frame`` doing nothing the tap
+    drains a track nobody consumes.
+    """
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        kind: str,
+        on_frame: Callable[[RTCRtpCodecParameters, JitterFrame, bool], None] | None = None,
+        *,
+        decode: bool = False,
+        low_latency: bool = True,
+        on_decoder_backlog: Callable[[], None] | None = None,
+    ) -> None:
+        if getattr(receiver, _DECODER_THREAD, "missing") is not None:
+            raise HookError("receiver already started, or aiortc's receiver internals changed")
+        original = getattr(receiver, _DECODER_QUEUE, None)
+        if not isinstance(original, queue.Queue):
+            raise HookError("aiortc's RTCRtpReceiver has no decoder queue to tap")
+        self.kind = kind
+        self.on_frame = on_frame
+        self.on_decoder_backlog = on_decoder_backlog
+        self.decode = decode
+        self._decoder_queue = original
+        self._wait_keyframe_for_decoder = False
+        self.frames = 0
+        self.keyframes = 0
+        self.bytes = 0
+        self.decoded = 0
+        setattr(receiver, _DECODER_QUEUE, self)
+        if low_latency:
+            stock = getattr(receiver, _JITTER_BUFFER, None)
+            if not isinstance(stock, JitterBuffer):
+                raise HookError("aiortc's RTCRtpReceiver has no jitter buffer to replace")
+            setattr(
+                receiver,
+                _JITTER_BUFFER,
+                LowLatencyJitterBuffer(stock.capacity, is_video=kind == "video"),
+            )
+
+    # -- the part of the queue.Queue protocol RTCRtpReceiver and its thread use
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:  # stop sentinel for the decoder thread
+            self._decoder_queue.put(None)
+            return
+        codec, frame = item
+        keyframe = is_keyframe(codec.name, frame.data)
+        self.frames += 1
+        self.bytes += len(frame.data)
+        if keyframe:
+            self.keyframes += 1
+        if self.on_frame is not None:
+            try:
+                self.on_frame(codec, frame, keyframe)
+            except Exception:  # never break the receiver's RTP loop
+                logger.exception("relay forwarding callback failed")
+        if self.decode:
+            self._feed_decoder(item, keyframe)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        return self._decoder_queue.get(block, timeout)
+
+    def qsize(self) -> int:
+        return self._decoder_queue.qsize()
+
+    # -- decoding for re-encoding subscribers
+    def _feed_decoder(self, item: Any, keyframe: bool) -> None:
+        if self._wait_keyframe_for_decoder and not keyframe:
+            return
+        if self._decoder_queue.qsize() >= DECODER_BACKLOG:
+            # The decoder falls behind: skip to the next keyframe instead of queueing.
+            if self.kind == "video":
+                self._wait_keyframe_for_decoder = True
+                if self.on_decoder_backlog is not None:
+                    self.on_decoder_backlog()
+            return
+        self._wait_keyframe_for_decoder = False
+        self.decoded += 1
+        self._decoder_queue.put(item)
+
+    def enable_decode(self, from_keyframe: bool = True) -> None:
+        if not self.decode:
+            self.decode = True
+            self._wait_keyframe_for_decoder = from_keyframe and self.kind == "video"
+
+    def disable_decode(self) -> None:
+        self.decode = False
+
+
+def drain_receiver(receiver: RTCRtpReceiver, kind: str) -> ReceiverTap:
+    """Read a remote track nobody consumes without decoding or buffering it."""
+    return ReceiverTap(receiver, kind, None, decode=False, low_latency=False)
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+class EncodedFrame:
+    __slots__ = ("arrival", "codec_name", "keyframe", "packet")
+
+    def __init__(self, packet: av.Packet, keyframe: bool, codec_name: str, arrival: float):
+        self.packet = packet
+        self.keyframe = keyframe
+        self.codec_name = codec_name
+        self.arrival = arrival
+
+
+class EncodedTrack(MediaStreamTrack):
+    """One subscriber's copy of a published track; ``recv()`` returns ``av.Packet``.
+
+    Bounded: when ``maxlen`` frames wait (the sender is not keeping up), video
+    drops the backlog and waits for the next keyframe (and asks for one); audio
+    drops the oldest frame. Frames are only accepted once the sender reads, and
+    video starts at a keyframe requested at that moment.
+    """
+
+    def __init__(self, source: PublishedTrack, codec_name: str, maxlen: int) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.source: PublishedTrack | None = source
+        self.codec_name = codec_name.lower()
+        self.maxlen = maxlen
+        self._frames: collections.deque[EncodedFrame] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._armed = False
+        self._need_keyframe = self.kind == "video"
+        self.sent = 0
+        self.dropped = 0
+        self.overflows = 0
+        self.residence_total = 0.0
+        self.residence_max = 0.0
+
+    def push(self, frame: EncodedFrame) -> None:
+        if not self._armed or self.readyState != "live":
+            return
+        if frame.codec_name != self.codec_name:
+            self.dropped += 1
+            return
+        if self._need_keyframe:
+            if not frame.keyframe:
+                self.dropped += 1
+                return
+            self._need_keyframe = False
+        if len(self._frames) >= self.maxlen:
+            self.overflows += 1
+            if self.kind == "video":
+                self.dropped += len(self._frames)
+                self._frames.clear()
+                if not frame.keyframe:
+                    self.dropped += 1
+                    self._need_keyframe = True
+                    if self.source is not None:
+                        self.source.request_keyframe()
+                    return
+            else:
+                self._frames.popleft()
+                self.dropped += 1
+        self._frames.append(frame)
+        self._wakeup.set()
+
+    async def recv(self) -> av.Packet:
+        if not self._armed:
+            self._armed = True
+            if self.kind == "video" and self.source is not None:
+                self._need_keyframe = True
+                self.source.request_keyframe()
+        while not self._frames:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        frame = self._frames.popleft()
+        self.sent += 1
+        residence = time.monotonic() - frame.arrival
+        self.residence_total += residence
+        self.residence_max = max(self.residence_max, residence)
+        return frame.packet
+
+    @property
+    def queued(self) -> int:
+        return len(self._frames)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.source is not None:
+            self.source.remove_sink(self)
+            self.source = None
+        self._frames.clear()
+        self._wakeup.set()
+
+
+class TranscodedTrack(MediaStreamTrack):
+    """A subscriber's re-encoded copy: aiortc's ``MediaRelay`` proxy over the decoded track.
+
+    Decoding on the relay is switched on by the first read of the first such
+    track and off when the last one stops, so nothing is decoded (or queued)
+    for subscribers that are not connected yet.
+    """
+
+    def __init__(self, source: PublishedTrack, proxy: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.source: PublishedTrack | None = source
+        self._proxy = proxy
+        self._started = False
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if not self._started and self.source is not None:
+            self._started = True
+            self.source._transcoder_started()
+        try:
+            return await self._proxy.recv()
+        except MediaStreamError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        super().stop()
+        self._proxy.stop()
+        if self.source is not None:
+            self.source.transcoded.discard(self)
+            if self._started:
+                self.source._transcoder_stopped()
+            self.source = None
+
+
+def hook_sender_keyframes(sender: RTCRtpSender, source: PublishedTrack) -> None:
+    """Route PLI/FIR a subscriber sends to this sender to the publisher.
+
+    ``RTCRtpSender._handle_rtcp_packet`` calls ``self._send_keyframe()`` on
+    PLI/FIR; the override lives on this sender instance only.
+    """
+    sender._send_keyframe = source.request_keyframe  # type: ignore[method-assign]
+
+
+class PublishedTrack:
+    """A publisher's remote track on the relay: tap, fan-out, keyframe requests.
+
+    ``codec`` is the codec negotiated for the publisher (first one in our
+    answer); it is corrected from the first frames actually received.
+    """
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        kind: str,
+        codec: RTCRtpCodecParameters | None,
+        *,
+        pli_interval: float = 1.0,
+        video_queue_frames: int = VIDEO_QUEUE_FRAMES,
+        audio_queue_frames: int = AUDIO_QUEUE_FRAMES,
+        low_latency: bool = True,
+        stock_transcode: bool = False,
+        transcode_buffered: bool = False,
+    ) -> None:
+        self.receiver = receiver
+        self.kind = kind
+        self.track = receiver.track
+        self.codec = codec
+        self.pli_interval = pli_interval
+        self.maxlen = video_queue_frames if kind == "video" else audio_queue_frames
+        self.stock_transcode = stock_transcode
+        self.transcode_buffered = transcode_buffered
+        self.sinks: set[EncodedTrack] = set()
+        self.transcoded: set[TranscodedTrack] = set()
+        self.closed = False
+        self.frames_forwarded = 0
+        self.pli_sent = 0
+        self.pli_requested = 0
+        self._loop = asyncio.get_event_loop()
+        self._keyframe_wanted = False
+        self._last_pli = float("-inf")
+        self._pli_timer: asyncio.TimerHandle | None = None
+        self._pli_tasks: set[asyncio.Future[Any]] = set()
+        self._media_relay: MediaRelay | None = None
+        self._transcoders = 0
+        self.tap = ReceiverTap(
+            receiver,
+            kind,
+            self._on_frame,
+            # aiortc's stock path (benchmark baseline): decode everything, stock buffer.
+            decode=stock_transcode,
+            low_latency=low_latency and not stock_transcode,
+            on_decoder_backlog=self.request_keyframe,
+        )
+
+    @property
+    def codec_name(self) -> str:
+        return self.codec.name.lower() if self.codec is not None else ""
+
+    @property
+    def forwardable(self) -> bool:
+        return self.codec_name in FORWARDABLE and not self.stock_transcode
+
+    # -- frames in
+    def _on_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame, keyframe: bool) -> None:
+        if self.closed:
+            return
+        if self.codec is None or codec.name.lower() != self.codec_name:
+            self.codec = codec
+        if keyframe:
+            self._keyframe_wanted = False
+        if not self.sinks:
+            return
+        packet = av.Packet(frame.data)
+        packet.pts = frame.timestamp
+        packet.time_base = fractions.Fraction(1, codec.clockRate)
+        encoded = EncodedFrame(packet, keyframe, codec.name.lower(), time.monotonic())
+        for sink in tuple(self.sinks):
+            sink.push(encoded)
+        self.frames_forwarded += len(self.sinks)
+
+    # -- subscribers
+    def accepts(self, offered: list[RTCRtpCodecParameters]) -> bool:
+        """Whether a subscriber offering ``offered`` can take our frames as they are."""
+        if not self.forwardable:
+            return False
+        return any(is_codec_compatible(c, self.codec) for c in offered)
+
+    def codec_preferences(self) -> list[RTCRtpCodecCapability]:
+        """Capabilities pinning a subscriber's transceiver to our codec (+ RTX)."""
+        codecs = RTCRtpSender.getCapabilities(self.kind).codecs
+        chosen = [
+            c for c in codecs if c.name.lower() != "rtx" and is_codec_compatible(c, self.codec)
+        ][:1]
+        chosen += [c for c in codecs if c.name.lower() == "rtx"]
+        return chosen
+
+    def add_sink(self) -> EncodedTrack:
+        sink = EncodedTrack(self, self.codec_name, self.maxlen)
+        self.sinks.add(sink)
+        return sink
+
+    def remove_sink(self, sink: EncodedTrack) -> None:
+        self.sinks.discard(sink)
+
+    def transcoded_track(self) -> MediaStreamTrack:
+        """A decoded-then-re-encoded copy for a subscriber that cannot take our codec."""
+        if self._media_relay is None:
+            self._media_relay = MediaRelay()
+        proxy = self._media_relay.subscribe(self.track, buffered=self.transcode_buffered)
+        track = TranscodedTrack(self, proxy)
+        self.transcoded.add(track)
+        return track
+
+    def _transcoder_started(self) -> None:
+        self._transcoders += 1
+        if not self.tap.decode:
+            # Decode only while someone reads the decoded frames, from a keyframe on.
+            self.tap.enable_decode(from_keyframe=not self.stock_transcode)
+            self.request_keyframe()
+
+    def _transcoder_stopped(self) -> None:
+        self._transcoders -= 1
+        if self._transcoders <= 0:
+            self.tap.disable_decode()
+            # frames decoded for nobody: drop them rather than keep them queued
+            pending = getattr(self.track, "_queue", None)
+            while pending is not None and not pending.empty():
+                if pending.get_nowait() is None:  # end of track: keep the sentinel
+                    pending.put_nowait(None)
+                    break
+
+    @property
+    def transcoders(self) -> int:
+        return self._transcoders
+
+    # -- keyframe requests
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe: now, or when the rate limit allows."""
+        if self.kind != "video" or self.closed:
+            return
+        self.pli_requested += 1
+        self._keyframe_wanted = True
+        if self._pli_timer is not None:
+            return  # a request is already scheduled
+        wait = self._last_pli + self.pli_interval - self._loop.time()
+        if wait <= 0:
+            self._send_pli()
+        else:
+            self._pli_timer = self._loop.call_later(wait, self._pli_due)
+
+    def _pli_due(self) -> None:
+        self._pli_timer = None
+        if self._keyframe_wanted and not self.closed:
+            self._send_pli()
+
+    def _send_pli(self) -> None:
+        ssrcs = [s.source for s in self.receiver.getSynchronizationSources()]
+        self._last_pli = self._loop.time()
+        if ssrcs:
+            self.pli_sent += 1
+            for ssrc in ssrcs:
+                task = asyncio.ensure_future(self.receiver._send_rtcp_pli(ssrc))
+                self._pli_tasks.add(task)
+                task.add_done_callback(self._pli_tasks.discard)
+        # Until a keyframe shows up, ask again once per interval (lost PLI, no media yet).
+        self._pli_timer = self._loop.call_later(self.pli_interval, self._pli_due)
+
+    # -- end
+    def close(self) -> None:
+        """The publisher left: end every subscriber's copy now."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._pli_timer is not None:
+            self._pli_timer.cancel()
+            self._pli_timer = None
+        for track in (*self.sinks, *self.transcoded):
+            track.stop()
+        self.sinks.clear()
+        self.transcoded.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "codec": self.codec_name,
+            "frames_in": self.tap.frames,
+            "keyframes_in": self.tap.keyframes,
+            "frames_decoded": self.tap.decoded,
+            "frames_forwarded": self.frames_forwarded,
+            "subscribers": len(self.sinks),
+            "transcoders": self._transcoders,
+            "pli_sent": self.pli_sent,
+        }
