@@ -14,20 +14,17 @@ from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.functional import LazyObject
 from django.utils.translation import gettext_lazy as _
 
 from telehealth.models import PatientProfile
 
 
-class PrivateStorage(LazyObject):
-    """Uploads kept outside every served folder; handed out only by access-checked views."""
+def private_storage() -> FileSystemStorage:
+    """Uploads kept outside every served folder; handed out only by access-checked views.
 
-    def _setup(self) -> None:
-        self._wrapped = FileSystemStorage(location=settings.PRIVATE_MEDIA_ROOT, base_url=None)
-
-
-private_storage = PrivateStorage()
+    A callable, so migrations record this function rather than a machine's path.
+    """
+    return FileSystemStorage(location=settings.PRIVATE_MEDIA_ROOT, base_url=None)
 
 
 class Thread(models.Model):
