@@ -49,43 +49,37 @@ def test_the_dev_secret_signs_without_warnings(recwarn: pytest.WarningsRecorder)
     assert not [w for w in recwarn if "HMAC key" in str(w.message)]
 
 
-@pytest.mark.parametrize(
-    ("token", "code"),
-    [
-        (
-            _raw({}, secret="another-secret-that-is-long-enough-for-hs256-and-even-for-hs512-keys"),
-            "invalid_token",
-        ),
-        (_raw({"exp": int(time.time()) - 30}), "token_expired"),
-        (_raw({"iss": "someone-else"}), "invalid_token"),
-        (_raw({"aud": "telehealth-web"}), "invalid_token"),
-        (_raw({"exp": int(time.time()) + 3600}), "invalid_token"),  # not short-lived
-        (_raw({"room": None}), "invalid_token"),
-        (_raw({"cap": "publish"}), "invalid_token"),
-        (_raw({"sub": None}), "invalid_token"),
-        (_raw({"exp": None}), "invalid_token"),
-        (_raw({}, algorithm="HS512"), "invalid_token"),
-        (jwt.encode({"room": "visit-42"}, None, algorithm="none"), "invalid_token"),
-        ("not.a.jwt", "invalid_token"),
-    ],
-    ids=[
-        "signature",
-        "expired",
-        "issuer",
-        "audience",
-        "long-lived",
-        "no-room",
-        "cap-not-list",
-        "no-sub",
-        "no-exp",
-        "algorithm",
-        "alg-none",
-        "garbage",
-    ],
-)
-def test_bad_tokens_are_refused_with_401(token: str, code: str) -> None:
+# Each case builds its token when the test runs, not at collection: a token made
+# at collection with a one-minute expiry would be stale in a long suite.
+BAD_TOKENS = {
+    "signature": (
+        lambda: _raw({}, secret="another-secret-that-is-long-enough-for-hs256-and-hs512-keys!"),
+        "invalid_token",
+    ),
+    "expired": (lambda: _raw({"exp": int(time.time()) - 30}), "token_expired"),
+    "issuer": (lambda: _raw({"iss": "someone-else"}), "invalid_token"),
+    "audience": (lambda: _raw({"aud": "telehealth-web"}), "invalid_token"),
+    "long-lived": (lambda: _raw({"exp": int(time.time()) + 3600}), "invalid_token"),
+    "no-room": (lambda: _raw({"room": None}), "invalid_token"),
+    "cap-not-list": (lambda: _raw({"cap": "publish"}), "invalid_token"),
+    "no-sub": (lambda: _raw({"sub": None}), "invalid_token"),
+    "no-exp": (lambda: _raw({"exp": None}), "invalid_token"),
+    "algorithm": (lambda: _raw({}, algorithm="HS512"), "invalid_token"),
+    "alg-none": (
+        lambda: jwt.encode({"room": "visit-42"}, None, algorithm="none"),
+        "invalid_token",
+    ),
+    "garbage": (lambda: "not.a.jwt", "invalid_token"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TOKENS))
+def test_bad_tokens_are_refused_with_401(case: str) -> None:
+    make_token, code = BAD_TOKENS[case]
+
     with pytest.raises(TokenError) as refused:
-        decode_token(token, SECRET)
+        decode_token(make_token(), SECRET)
+
     assert (refused.value.status, refused.value.code) == (401, code)
 
 
