@@ -55,5 +55,9 @@ def _strings() -> dict[str, str]:
         "cameraOn": _("Camera on"),
         "cameraOff": _("Camera off"),
         "nobody": _("Nobody is waiting."),
+        "doctorOnline": _("Your doctor is online and will let you in shortly."),
+        "doctorAway": _("Your doctor is away for a moment; please keep waiting."),
+        "doctorOffline": _("Your doctor has not joined yet."),
+        "doctorInCall": _("Your doctor is in the visit and will let you in shortly."),
         "error": _("Something went wrong. Please try again."),
     }

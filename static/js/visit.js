@@ -49,6 +49,27 @@ function renderMessage(message) {
 }
 
 realtime.subscribe(threadId, renderMessage, 0);
+
+// The doctor's status in the waiting room, from the presence of the chat's participants.
+const presence = new Map();
+function showDoctorStatus() {
+  if (isHost || !state.visit) return;
+  const status = presence.get(state.visit.host.id) || "offline";
+  const host = state.visit.participants.find((p) => p.user === state.visit.host.id);
+  const inCall = host && host.state === "admitted" && state.visit.state === "in_progress";
+  const text = { online: t.doctorOnline, away: t.doctorAway, offline: t.doctorOffline }[status];
+  $("doctor-status").textContent = inCall && status !== "offline" ? t.doctorInCall : text;
+  $("doctor-status").dataset.status = status;
+}
+realtime.addEventListener("subscribed", (event) => {
+  if (event.detail.thread !== threadId) return;
+  for (const person of event.detail.participants) presence.set(person.id, person.presence);
+  showDoctorStatus();
+});
+realtime.addEventListener("presence", (event) => {
+  presence.set(event.detail.user, event.detail.status);
+  showDoctorStatus();
+});
 $("chat-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = $("chat-input");
@@ -135,6 +156,7 @@ async function refresh() {
     $("open-room").hidden = visit.state !== "scheduled";
     renderWaitingList(visit);
   }
+  showDoctorStatus();
   const admitted = mine && mine.state === "admitted";
   $("waiting-room").hidden = isHost || admitted || !live;
   $("call").hidden = !(admitted && live);

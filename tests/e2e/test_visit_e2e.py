@@ -51,6 +51,7 @@ def test_patient_and_doctor_see_each_other_through_the_waiting_room(servers, vis
     patient_page = signed_in_page(browser, servers, "bn.lan", PASSWORD, viewport=PHONE)
     patient_page.goto(f"{servers.web}/visits/{visit.pk}/")
 
+    patient_page.get_by_text("Bác sĩ đang trực tuyến").wait_for()  # the doctor's status
     patient_page.get_by_role("button", name="Tôi đã sẵn sàng").click()
     patient_page.get_by_text("Bạn đang ở phòng chờ").wait_for()
     screenshot(patient_page, "visit-waiting-room-phone")
