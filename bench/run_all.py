@@ -17,6 +17,8 @@ BENCHMARKS = {
     "seed": ["seed_network.py"],
     "chat": ["chat_bench.py"],
     "relay": ["relay_bench.py"],
+    "network": ["network_bench.py"],
+    "referral": ["referral_bench.py"],
 }
 
 

@@ -10,6 +10,10 @@ app = Celery("telehealth")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.beat_schedule = {
+    "network-mentorship-requests-expire": {
+        "task": "network.tasks.mentorship_requests_expire",
+        "schedule": 24 * 60 * 60,
+    },
     "visits-relay-watchdog": {
         "task": "consult.tasks.visits_relay_watchdog",
         "schedule": 3.0,

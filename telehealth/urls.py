@@ -17,6 +17,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("visits/", consult_views.visit_list, name="visits"),
     path("visits/<int:visit_id>/", consult_views.visit_page, name="visit"),
+    path("", include("network.page_urls")),
+    path("", include("scheduler.page_urls")),
     path(
         "login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),
