@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from telehealth.realtime import topic_group
+from telehealth.realtime import register_process_loop, topic_group
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Hub:
             return
         self._starting = True
         self._loop = asyncio.get_running_loop()
+        register_process_loop(self._loop)
         if self.layer is not None:
             self.channel_name = await self.layer.new_channel(prefix="hub")
             self._tasks.append(asyncio.create_task(self._receive_loop(), name="hub-receive"))

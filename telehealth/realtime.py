@@ -12,6 +12,7 @@ happens inside the process, not once per socket in the channel layer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -54,9 +55,35 @@ async def publish_now(topic: str, event: dict[str, Any]) -> None:
         logger.warning("realtime publish to %s failed", topic, exc_info=True)
 
 
+# The event loop of this web process, registered by its hub. Code running on a
+# worker thread of that loop (a socket's query) hands the publish to the loop
+# and returns at once, instead of blocking its thread until Redis answers.
+_process_loop: asyncio.AbstractEventLoop | None = None
+
+
+def register_process_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _process_loop
+    _process_loop = loop
+
+
+def _publish(topic: str, event: dict[str, Any]) -> None:
+    loop = _process_loop
+    if loop is not None and loop.is_running():
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:
+            # Fire and forget on the process loop; order per caller is kept
+            # because the loop runs callbacks in the order they were scheduled.
+            asyncio.run_coroutine_threadsafe(publish_now(topic, event), loop)
+            return
+    async_to_sync(publish_now)(topic, event)
+
+
 def publish_on_commit(topic: str, event: dict[str, Any]) -> None:
     """Publish after the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: async_to_sync(publish_now)(topic, event))
+    transaction.on_commit(lambda: _publish(topic, event))
 
 
 def notify_user_on_commit(user_id: int, *, name: str, data: dict[str, Any]) -> None:
