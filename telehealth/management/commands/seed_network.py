@@ -94,8 +94,13 @@ class Command(BaseCommand):
             )
         except SeedRequestError as error:
             raise CommandError(str(error)) from error
+        # The apps' own demo activity, through their services (each idempotent).
+        from scheduler.seeding import scheduler_demo_seed
+
+        activity = scheduler_demo_seed()
         if quiet:
             return
+        self.stdout.write(f"Scheduling: {activity.describe()}.")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Done in {summary.elapsed_seconds:.1f}s. Demo logins, all with the password "

@@ -1,0 +1,107 @@
+"""The pages: booking and my referrals for patients, the doctor's day, the coordinator
+board with its heat table. Vietnamese by default."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from scheduler import appointment_services, services
+from scheduler.models import Slot
+from tests.factories import ClinicianFactory, PatientFactory
+from tests.scheduler.conftest import province_coordinator, submitted_referral, weekly_schedule
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.scheduler.urls")]
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_booking_page_lists_clinicians_and_my_appointments_in_vietnamese():
+    doctor = ClinicianFactory(specialty_codes=["cardiology"], user__full_name="Trần Văn Tâm")
+    schedule = weekly_schedule(doctor)
+    appointment_services.slots_generate(schedule_id=schedule.pk)
+    patient = PatientFactory()
+    slot = Slot.objects.filter(
+        schedule=schedule, start__gt=timezone.now() + timedelta(hours=3)
+    ).first()
+    appointment_services.appointment_book(by=patient.user, slot_id=slot.pk, mode="video")
+
+    page = _client(patient.user).get("/appointments/?specialty=cardiology").content.decode()
+
+    assert "Đặt lịch khám" in page
+    assert "Trần Văn Tâm" in page
+    assert "Lịch hẹn sắp tới của tôi" in page
+    assert "khám qua video" in page
+    assert "js/scheduler_booking.js" in page
+
+
+def test_my_referrals_shows_my_place_in_the_queue(network):
+    submitted_referral(network)
+    mine = submitted_referral(network)
+
+    page = _client(mine.patient.user).get("/referrals/").content.decode()
+
+    assert "Chuyển tuyến của tôi" in page
+    assert "Vị trí của bạn trong hàng đợi" in page
+    assert '<dd class="position"><strong>2</strong>' in page
+    assert "Trung tâm Y tế Gần" in page
+
+
+def test_a_referral_on_the_no_slot_worklist_says_who_will_call_and_when(db):
+    from tests.scheduler.conftest import build_network
+
+    network = build_network({"near": 0, "far": 0, "provincial": 0, "central": 0})
+    referral = submitted_referral(network)
+
+    page = _client(referral.patient.user).get("/referrals/").content.decode()
+
+    assert "Chưa cơ sở nào còn chỗ hôm nay" in page
+
+
+def test_the_doctors_day_shows_the_queue_and_todays_visits(network):
+    referral = submitted_referral(network, priority="urgent")
+
+    page = _client(network.cardiologist_near.user).get("/doctor/day/").content.decode()
+
+    assert "Hàng đợi chuyển tuyến: Tim mạch" in page
+    assert referral.patient.user.display_name in page
+    assert "Trả lời bằng tư vấn" in page
+    assert "Hôm nay không có lượt khám." in page
+
+
+def test_the_doctors_day_is_for_clinicians_only():
+    response = _client(PatientFactory().user).get("/doctor/day/")
+
+    assert response.status_code == 403
+
+
+def test_the_board_shows_counts_loop_closure_and_the_heat_table(network):
+    coordinator = province_coordinator()
+    referral = submitted_referral(network)
+    services.referral_accept(referral_id=referral.pk, by=network.cardiologist_near.user)
+    services.referral_complete(
+        referral_id=referral.pk, by=network.cardiologist_near.user, care_plan="Ổn"
+    )
+    submitted_referral(network, priority="emergency")
+
+    page = _client(coordinator).get("/coordinator/board/").content.decode()
+
+    assert "Bảng điều phối" in page
+    assert 'data-topic="board.province.01"' in page
+    assert "Tỷ lệ khép vòng bằng phiếu chuyển ngược" in page
+    assert "100%" in page
+    assert "Tải của cơ sở hôm nay" in page
+    # Trung tâm Y tế Gần: both cardiology places taken today (the completed one and the emergency).
+    assert 'style="--load: 1.0" title="2/2, 1 đang chờ"' in page
+    assert "js/scheduler_board.js" in page
+
+
+def test_the_board_is_for_coordinators_only(network):
+    assert _client(network.referrer.user).get("/coordinator/board/").status_code == 403
