@@ -207,8 +207,8 @@ class ReferralDetailOut(ReferralOut):
         return ReferralEventOut(events, many=True).data
 
     def get_decisions(self, referral: Referral) -> RoutingDecisionOut(many=True):  # type: ignore[valid-type]
-        # The reasons name facilities and distances: the receiving side and the
-        # coordinators read them; the patient sees where and why in plain words.
+        # Every party, the patient included, may read why a facility was chosen: the
+        # reasons name facilities, distances and free places, nothing of other patients.
         decisions = referral.decisions.select_related("facility").order_by("generation")
         return RoutingDecisionOut(decisions, many=True).data
 

@@ -185,6 +185,43 @@ def _grant(referral: Referral, member: User, by: User | None) -> None:
     )
 
 
+# After a completed referral the treating side keeps access this long, to answer
+# questions about its counter-referral; then it ends by itself.
+REFERRAL_FOLLOW_UP = timedelta(days=30)
+
+
+def _end_grants(referral: Referral, by: User | None, *, after: timedelta | None = None) -> None:
+    """The receiving side's access to the patient's record ends with its part in the
+    referral: at once when it is cancelled, rejected or routed elsewhere, ``after``
+    the follow-up window when it is completed."""
+    source = _source(referral.pk)
+    members = CareRelationship.objects.filter(
+        patient_id=referral.patient_id,
+        kind=CareRelationship.Kind.REFERRAL,
+        source=source,
+        ends_at__isnull=True,
+    ).select_related("member")
+    for relationship in members:
+        if after is not None:
+            kernel_services.care_relationship_grant(
+                patient=referral.patient,
+                member=relationship.member,
+                kind=CareRelationship.Kind.REFERRAL,
+                source=source,
+                ends_at=timezone.now() + after,
+                granted_by=by,
+                reason=_("follow-up after a completed referral"),
+            )
+            continue
+        kernel_services.care_relationship_end(
+            patient=referral.patient,
+            member=relationship.member,
+            kind=CareRelationship.Kind.REFERRAL,
+            source=source,
+            ended_by=by,
+        )
+
+
 def _leave_queue(referral: Referral, *, free_capacity: bool) -> None:
     """The referral stops waiting in its queue (accepted, answered, rejected, cancelled).
 
@@ -192,6 +229,9 @@ def _leave_queue(referral: Referral, *, free_capacity: bool) -> None:
     gives today's place back when the queue did not use it (rejected, cancelled).
     """
     if referral.queue_id is None or referral.routing_state != R.ROUTED:
+        return
+    if referral.status not in (S.REQUESTED, S.RECEIVED):
+        # Accepted or answered with advice: it left the queue's wait then already.
         return
     queue = Queue.objects.select_for_update().get(pk=referral.queue_id)
     queue.waiting = max(queue.waiting - 1, 0)
@@ -640,7 +680,11 @@ def _route(
                 retry.append(rid)  # filled up since the snapshot: choose again
                 continue
         generation = row["route_generation"] + 1
-        started = row["requested_at"] if method == M.FIRST and row["requested_at"] else now
+        # The first decision's deadline counts from submission (a routing task that
+        # waited does not buy time); a later one, after a re-route the sweeper picked
+        # up, gives the new facility its own full window.
+        first = method == M.FIRST and row["route_generation"] == 0
+        started = row["requested_at"] if first and row["requested_at"] else now
         origin = index.position.get(row["requesting_facility_id"])
         origin_topics = (
             board_topics(
@@ -1133,6 +1177,7 @@ def referral_reject(
         if referral.routing_state != R.ROUTED:
             raise Conflict(_("This referral is not in a queue."), code="not_routed")
         before = referral.status
+        _end_grants(referral, by)
         _event(
             referral,
             actor=by,
@@ -1399,6 +1444,7 @@ def referral_complete(*, referral_id: int, by: User, care_plan: Any) -> Referral
         referral.completed_at = now
         referral.closed_at = now
         referral.save(update_fields=["status", "completed_at", "closed_at"])
+        _end_grants(referral, by, after=REFERRAL_FOLLOW_UP)
         CounterReferral.objects.create(
             referral=referral,
             from_facility=referral.target_facility,
@@ -1459,6 +1505,7 @@ def referral_cancel(*, referral_id: int, by: User, reason: Any, request: Any = N
             referral.routing_state = R.NONE
             fields.append("routing_state")
         referral.save(update_fields=fields)
+        _end_grants(referral, by)
         _event(
             referral,
             actor=by,
@@ -1537,6 +1584,15 @@ def referrals_bulk_accept(
                 code="invalid_state",
                 fields={"referral_ids": [str(i) for i in refused]},
             )
+        # Every queue row first, in id order: each accept below writes an audit event,
+        # whose lock must come after the queue locks (the order the single-referral
+        # actions use), or two coordinators' transactions could deadlock.
+        list(
+            Queue.objects.select_for_update()
+            .filter(pk__in={r.queue_id for r in referrals})
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         for referral in referrals:
             referral_accept(referral_id=referral.pk, by=by, note=reason, request=request)
             accepted.append(referral.pk)
@@ -1586,6 +1642,7 @@ def _make_pending_for_reroute(referral: Referral, *, by: User | None, note: str)
     if referral.target_facility_id is not None:
         excluded.add(referral.target_facility_id)
     before = referral.status
+    _end_grants(referral, by)
     referral.excluded_facility_ids = sorted(excluded)
     referral.status = S.REQUESTED
     referral.received_at = None

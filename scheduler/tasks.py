@@ -14,6 +14,12 @@ from celery import shared_task
 # tries the sweeper (route_sweep, every minute) still finds them.
 ROUTE_RETRIES = 20
 
+# The periodic sweeps are acknowledged when they start, unlike routing: one can run
+# longer than the broker's visibility timeout (60 s with Redis), which would hand it
+# to a second worker while the first is still at it. A sweep lost with its worker
+# costs nothing: the next beat tick sweeps the same rows again.
+SWEEP = {"acks_late": False}
+
 
 @shared_task(name="scheduler.route_referral", bind=True, max_retries=ROUTE_RETRIES)
 def route_referral(self, referral_id: int) -> str:  # type: ignore[no-untyped-def]
@@ -55,7 +61,7 @@ def _route(task, referral_ids: list[int], single: bool = False) -> dict:  # type
     }
 
 
-@shared_task(name="scheduler.route_sweep")
+@shared_task(name="scheduler.route_sweep", **SWEEP)
 def route_sweep() -> int:
     """Beat, every minute: send referrals still waiting for routing back to the router
     (a lost task message, a deferred referral). Returns how many."""
@@ -67,7 +73,7 @@ def route_sweep() -> int:
     return len(ids)
 
 
-@shared_task(name="scheduler.retry_no_slot")
+@shared_task(name="scheduler.retry_no_slot", **SWEEP)
 def retry_no_slot() -> int:
     """Beat, every 15 minutes: try the no-slot worklist again."""
     from scheduler.services import referral_retry_no_slot
@@ -75,7 +81,7 @@ def retry_no_slot() -> int:
     return len(referral_retry_no_slot().assigned)
 
 
-@shared_task(name="scheduler.escalate_overdue")
+@shared_task(name="scheduler.escalate_overdue", **SWEEP)
 def escalate_overdue() -> dict[str, int]:
     """Beat, every minute: alert province coordinators, then re-route, what is overdue."""
     from scheduler.services import referral_escalate_overdue
@@ -88,7 +94,7 @@ def escalate_overdue() -> dict[str, int]:
     }
 
 
-@shared_task(name="scheduler.reoptimise")
+@shared_task(name="scheduler.reoptimise", **SWEEP)
 def reoptimise() -> int:
     """Beat, every 15 minutes: re-optimise today's waiting routine and urgent referrals."""
     from scheduler.services import referral_reoptimise
@@ -96,7 +102,7 @@ def reoptimise() -> int:
     return len(referral_reoptimise().moved)
 
 
-@shared_task(name="scheduler.send_reminders")
+@shared_task(name="scheduler.send_reminders", **SWEEP)
 def send_reminders() -> int:
     """Beat, every minute: the day-before and fifteen-minute reminders that are due."""
     from scheduler.appointment_services import appointment_reminders_send
@@ -104,7 +110,7 @@ def send_reminders() -> int:
     return appointment_reminders_send()
 
 
-@shared_task(name="scheduler.mark_no_shows")
+@shared_task(name="scheduler.mark_no_shows", **SWEEP)
 def mark_no_shows() -> dict[str, int]:
     """Beat, every 5 minutes: settle appointments that are over (fulfilled or no-show)."""
     from scheduler.appointment_services import appointments_mark_no_shows
@@ -121,7 +127,7 @@ def offer_freed_slot(slot_id: int) -> int | None:
     return entry.pk if entry is not None else None
 
 
-@shared_task(name="scheduler.expire_offers")
+@shared_task(name="scheduler.expire_offers", **SWEEP)
 def expire_offers() -> int:
     """Beat, every minute: waiting-list offers not taken in time move on."""
     from scheduler.appointment_services import waitlist_expire_offers
@@ -129,7 +135,7 @@ def expire_offers() -> int:
     return waitlist_expire_offers()
 
 
-@shared_task(name="scheduler.generate_slots")
+@shared_task(name="scheduler.generate_slots", **SWEEP)
 def generate_slots() -> int:
     """Beat, nightly: extend every schedule's slots to its horizon."""
     from scheduler.appointment_services import slots_generate_all

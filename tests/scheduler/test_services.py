@@ -506,3 +506,64 @@ def test_a_referral_scheduled_into_a_slot_gets_a_video_appointment(network):
     assert (referral.status, referral.scheduled_for) == ("ready", slot.start)
     assert appointment.mode == "video" and appointment.visit_id is not None
     assert appointment.patient == referral.patient
+
+
+def test_cancelling_an_accepted_referral_does_not_shorten_the_queue_twice(network):
+    # given two referrals waiting in the same queue, one of them accepted
+    first = submitted_referral(network)
+    second = submitted_referral(network)
+    queue = Queue.objects.get(facility=network.district_near)
+    assert queue.waiting == 2
+    services.referral_accept(referral_id=first.pk, by=network.cardiologist_near.user)
+    # when the accepted one is cancelled later
+    services.referral_cancel(referral_id=first.pk, by=network.referrer.user, reason="Đã khỏi")
+    # then only the one still waiting counts as waiting
+    queue.refresh_from_db()
+    assert queue.waiting == 1
+    assert second.queue_id == queue.pk
+
+
+@pytest.mark.parametrize("ending", ["cancel", "reroute"])
+def test_the_receiving_side_loses_access_when_its_part_ends(network, ending):
+    # given a referral received by the near cardiologist, who may now see the patient
+    referral = submitted_referral(network)
+    doctor = network.cardiologist_near.user
+    services.referral_receive(referral_id=referral.pk, by=doctor)
+    assert patient_access_basis(user=doctor, patient=referral.patient) == "referral"
+    # when the referral is cancelled, or rejected and sent to another facility
+    if ending == "cancel":
+        services.referral_cancel(referral_id=referral.pk, by=network.referrer.user, reason="Thôi")
+    else:
+        services.referral_reject(
+            referral_id=referral.pk, by=doctor, reason="Hết giường", reroute=True
+        )
+    # then the access the referral gave ends at once
+    assert patient_access_basis(user=doctor, patient=referral.patient) is None
+
+
+def test_after_completion_the_treating_doctor_keeps_access_for_the_follow_up_only(network):
+    # given a referral accepted and completed by the near cardiologist
+    referral = submitted_referral(network)
+    doctor = network.cardiologist_near.user
+    services.referral_accept(referral_id=referral.pk, by=doctor)
+    services.referral_complete(referral_id=referral.pk, by=doctor, care_plan="Tái khám ở xã")
+    # then their access ends by itself after the follow-up window
+    grant = CareRelationship.objects.get(member=doctor, kind="referral")
+    assert grant.ends_at is not None
+    remaining = grant.ends_at - timezone.now()
+    assert timedelta(days=29) < remaining <= services.REFERRAL_FOLLOW_UP
+
+
+def test_a_rerouted_referral_picked_up_by_the_sweeper_gets_a_fresh_deadline(network):
+    # given an urgent referral submitted a day ago, routed once, then sent back for a
+    # new decision whose task was lost (the sweeper routes it with the first method)
+    referral = submitted_referral(network, priority="urgent")
+    Referral.objects.filter(pk=referral.pk).update(
+        routing_state="pending", requested_at=timezone.now() - timedelta(days=1)
+    )
+    # when it is routed again
+    services.referral_route(referral_id=referral.pk)
+    # then the new facility has its own two hours, not a deadline already past
+    referral.refresh_from_db()
+    assert referral.route_generation == 2
+    assert referral.accept_due_at > timezone.now() + timedelta(minutes=100)

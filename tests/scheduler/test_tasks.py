@@ -222,3 +222,13 @@ def test_every_periodic_scheduler_job_is_on_the_beat_schedule():
         "scheduler.expire_offers",
         "scheduler.generate_slots",
     } <= scheduled
+
+
+def test_long_sweeps_are_not_redelivered_while_they_still_run():
+    # given the broker hands an unacknowledged task to another worker after 60 s
+    from scheduler import tasks
+
+    # then the periodic sweeps acknowledge on start; routing acknowledges when done
+    for sweep in (tasks.reoptimise, tasks.generate_slots, tasks.send_reminders):
+        assert sweep.acks_late is False
+    assert tasks.route_referrals.acks_late is True
