@@ -320,6 +320,16 @@ RELAY_REQUIRE_REGISTRY = env.bool("RELAY_REQUIRE_REGISTRY", default=False)
 # (use-auth-secret): username "expiry:user", password base64(HMAC-SHA1(secret, username)).
 TURN_URLS = env.list("TURN_URLS", default=[])
 TURN_SHARED_SECRET = env.str("TURN_SHARED_SECRET", default="")
+# Anyone who knows the secret can mint TURN credentials and relay through our
+# server: production refuses a missing, short or well-known one when TURN is on.
+_KNOWN_TURN_SECRETS = {"", "change-me-turn-secret"}
+if not DEBUG and TURN_URLS and (
+    TURN_SHARED_SECRET in _KNOWN_TURN_SECRETS or len(TURN_SHARED_SECRET) < 32
+):
+    raise ImproperlyConfigured(
+        "Production mode with TURN_URLS needs TURN_SHARED_SECRET: at least 32 random "
+        "characters, the same as coturn's --static-auth-secret."
+    )
 TURN_TTL_SECONDS = env.int("TURN_TTL_SECONDS", default=6 * 3600)
 STUN_URLS = env.list("STUN_URLS", default=[])
 VISIT_MAX_PARTICIPANTS = env.int("VISIT_MAX_PARTICIPANTS", default=6)

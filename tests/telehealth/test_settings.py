@@ -111,3 +111,35 @@ def test_production_mode_passes_the_deployment_checklist(tmp_path):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("secret", ["", "change-me-turn-secret", "short"])
+def test_production_mode_refuses_a_guessable_turn_secret(tmp_path, secret):
+    # given production mode with TURN switched on and a missing or well-known secret
+    result = _run(
+        "import django; django.setup()",
+        DJANGO_SETTINGS_MODULE="telehealth.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        RELAY_TOKEN_SECRET="r" * 40,
+        TURN_URLS="turn:turn.example.vn:3478",
+        TURN_SHARED_SECRET=secret,
+        TELEHEALTH_DATA_DIR=str(tmp_path),
+    )
+    # then it refuses to start and says which setting
+    assert result.returncode != 0
+    assert "TURN_SHARED_SECRET" in result.stderr
+
+
+def test_compose_needs_real_secrets_and_checks_every_long_running_service():
+    # given the production-like compose file
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    # then every long-running service has a health check (migrate is a one-shot job)
+    for name, service in services.items():
+        if name != "migrate":
+            assert "healthcheck" in service, name
+    # and no well-known TURN secret is shipped as a default
+    assert "change-me" not in (ROOT / "docker-compose.yml").read_text()
