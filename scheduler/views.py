@@ -1,6 +1,7 @@
 """Pages of the scheduler: booking and "my referrals" for patients, the doctor's day,
-the coordinator board. Server-rendered from the selectors; the small ES modules
-act through the REST API and refresh a page's live part when an event arrives."""
+writing a referral, the coordinator board. Server-rendered from the selectors; the
+small ES modules act through the REST API and refresh a page's live part when an
+event arrives."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from scheduler import appointment_selectors, selectors
-from scheduler.models import Referral
+from scheduler.models import Priority, Referral
 from scheduler.policy import local_today
 from telehealth.audit import audit_record
 from telehealth.errors import DomainError
 from telehealth.models import AuditEvent, Province, Specialty
+from telehealth.selectors import patient_list_for_user
 
 
 def _strings() -> dict[str, str]:
@@ -31,14 +33,35 @@ def _strings() -> dict[str, str]:
         "chooseReason": _("Give a reason for your coordinator action."),
         "chooseReferrals": _("Choose at least one referral."),
         "done": _("Done."),
-        "reasonPrompt": _("Reason:"),
-        "advicePrompt": _("Your advice to the referring clinician:"),
+        "cancel": _("Cancel"),
+        "required": _("Please fill this in."),
+        "patient": _("Patient"),
+        "rejectTitle": _("Decline the referral"),
+        "rejectLabel": _("Why do you decline? The referring clinician reads this."),
+        "rejectSubmit": _("Decline"),
+        "adviceTitle": _("Answer with advice"),
+        "adviceLabel": _("Your advice to the referring clinician"),
+        "adviceSubmit": _("Send the advice"),
+        "carePlanTitle": _("Finish and send the care plan"),
+        "carePlanLabel": _("Care plan for the referring facility"),
+        "carePlanSubmit": _("Send the care plan"),
         "offer": _("A time has become free for you:"),
         "take": _("Take it"),
         "decline": _("No, thanks"),
         "video": _("video"),
         "inPerson": _("in person"),
         "rescheduleTo": _("Move to"),
+        "fixFields": _("Please correct the marked fields."),
+        "notMyPatient": _("Choose one of your patients."),
+        "sending": _("Sending the referral…"),
+        "attaching": _("Attaching %(name)s…"),
+        "fileTooLarge": _("%(name)s is larger than 10 MB."),
+        "fileType": _("%(name)s is not an image (JPEG, PNG, WebP, HEIC) or a PDF."),
+        "sentFilesFailed": _(
+            "Referral #%(id)s was sent. A file could not be attached: %(detail)s "
+            "Choose the files again, or go to your referrals without them."
+        ),
+        "retryFiles": _("Attach the files again"),
     }
 
 
@@ -80,10 +103,47 @@ def referrals_page(request: HttpRequest) -> HttpResponse:
             reason=f"referrals page ({len(referrals)})",
             request=request,
         )
+    # Coming from the referral form: say at the top where the new referral went.
+    sent_id = request.GET.get("sent", "")
+    sent = next((r for r in referrals if str(r.pk) == sent_id), None)
     return render(
         request,
         "scheduler/referrals.html",
-        {"rows": rows, "now": timezone.now(), "strings": _strings()},
+        {
+            "rows": rows,
+            "sent": sent,
+            "is_clinician": hasattr(request.user, "clinician_profile"),
+            "now": timezone.now(),
+            "strings": _strings(),
+        },
+    )
+
+
+@login_required
+def referral_new_page(request: HttpRequest) -> HttpResponse:
+    """Write a referral for one of my patients; the page's script posts it to the API."""
+    if selectors.clinician_of(request.user) is None:
+        raise PermissionDenied
+    patients = patient_list_for_user(
+        user=request.user, purpose="patients to refer", request=request
+    )
+    # Only specialties some active facility offers: any other could never be routed.
+    specialties = sorted(
+        Specialty.objects.filter(offerings__facility__is_active=True).distinct(),
+        key=lambda s: s.name,
+    )
+    chosen = request.GET.get("patient", "")
+    return render(
+        request,
+        "scheduler/referral_new.html",
+        {
+            "patients": patients,
+            "chosen_patient": chosen if any(str(p.pk) == chosen for p in patients) else "",
+            "specialties": specialties,
+            "priorities": Priority.choices,
+            "modes": Referral.Mode.choices,
+            "strings": _strings(),
+        },
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from telehealth.audit import audit_record
@@ -75,6 +75,33 @@ def patient_access_basis(*, user: User, patient: PatientProfile) -> str | None:
         return "self"
     relationship = care_relationship_active(user=user, patient=patient)
     return relationship.kind if relationship is not None else None
+
+
+def patient_list_for_user(*, user: User, purpose: str, request: Any = None) -> list[PatientProfile]:
+    """The patients ``user`` cares for now (an active care relationship), by name.
+
+    The list form of ``patient_get_for_user``: the same rule, one query, and one
+    audit event for the list (naming how many), since it shows who they are.
+    """
+    now = timezone.now()
+    active = CareRelationship.objects.filter(
+        patient=OuterRef("pk"), member=user, starts_at__lte=now
+    ).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+    patients = list(
+        PatientProfile.objects.filter(Exists(active))
+        .exclude(user=user)
+        .select_related("user")
+        .order_by("user__full_name", "pk")
+    )
+    if patients:
+        audit_record(
+            actor=user,
+            action=AuditEvent.Action.READ,
+            target="patients:in_my_care",
+            reason=f"{purpose} ({len(patients)} patients)",
+            request=request,
+        )
+    return patients
 
 
 def patient_get_for_user(

@@ -1,9 +1,10 @@
 // The coordinator board: live over the page's socket (watch board.province.<code> or
 // board.facility.<code>), bulk accept and re-route with a reason (audited server-side).
 
-import { $, api, failed, notice, realtime, refreshEvery, refreshNow, refreshSoon, t } from "./scheduler_common.js";
+import { $, api, failed, notice, refreshEvery, refreshNow, refreshSoon, socket, t } from "./scheduler_common.js";
 
 const topic = $("board").dataset.topic;
+const realtime = socket();
 realtime.watch(topic);
 realtime.addEventListener("event", (event) => {
   if (event.detail.topic === topic) refreshSoon(800);

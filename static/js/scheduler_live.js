@@ -1,26 +1,71 @@
 // "My referrals" and the doctor's day: live refresh and the clinician's actions.
 
-import { api, failed, notice, onEvents, refreshEvery, refreshNow, refreshSoon, t } from "./scheduler_common.js";
+import { $, api, ask, failed, notice, onEvents, refreshEvery, refreshNow, refreshSoon, t } from "./scheduler_common.js";
 
 onEvents(["referral.", "appointment."], () => refreshSoon());
 refreshEvery(60);
 
+// A referral just sent waits for the router (a worker, usually within a second or two)
+// and the router tells only the boards and, for emergencies, the patient: read the
+// page again every few seconds until nothing on it is waiting to be routed.
+let routingChecks = 0;
+function followRouting() {
+  if (routingChecks >= 30 || !document.querySelector('#live [data-routing="pending"]')) return;
+  routingChecks += 1;
+  refreshSoon(2000);
+}
+document.addEventListener("live-refreshed", followRouting);
+followRouting();
+
+// Said to screen readers (and seen) first: where the referral just sent went.
+const sent = $("sent");
+if (sent) {
+  sent.focus();
+  sent.scrollIntoView({ block: "start" });
+}
+
+// The data each action posts; null when the clinician cancelled the dialog.
 const referralActions = {
-  receive: () => ({}),
-  accept: () => ({}),
-  advise: () => {
-    const advice = prompt(t.advicePrompt);
-    return advice ? { advice } : null;
+  receive: async () => ({}),
+  accept: async () => ({}),
+  advise: async (row) => {
+    const advice = await ask({
+      title: t.adviceTitle,
+      label: t.adviceLabel,
+      submit: t.adviceSubmit,
+      description: patientLine(row),
+      multiline: true,
+      maxLength: 8000,
+    });
+    return advice === null ? null : { advice };
   },
-  reject: () => {
-    const reason = prompt(t.reasonPrompt);
-    return reason ? { reason } : null;
+  reject: async (row) => {
+    const reason = await ask({
+      title: t.rejectTitle,
+      label: t.rejectLabel,
+      submit: t.rejectSubmit,
+      description: patientLine(row),
+      maxLength: 255,
+    });
+    return reason === null ? null : { reason };
   },
-  complete: () => {
-    const care_plan = prompt(t.reasonPrompt);
-    return care_plan ? { care_plan } : null;
+  complete: async (row) => {
+    const care_plan = await ask({
+      title: t.carePlanTitle,
+      label: t.carePlanLabel,
+      submit: t.carePlanSubmit,
+      description: patientLine(row),
+      multiline: true,
+      maxLength: 20000,
+    });
+    return care_plan === null ? null : { care_plan };
   },
 };
+
+function patientLine(row) {
+  return row.dataset.patient ? `${t.patient}: ${row.dataset.patient}` : "";
+}
+
 const appointmentActions = ["arrive", "fulfil", "no-show"];
 
 document.addEventListener("click", async (event) => {
@@ -31,7 +76,7 @@ document.addEventListener("click", async (event) => {
   const appointment = button.closest("[data-appointment]");
   try {
     if (referral && referralActions[action]) {
-      const body = referralActions[action]();
+      const body = await referralActions[action](referral);
       if (body === null) return;
       button.disabled = true;
       await api(`/api/v1/referrals/${referral.dataset.referral}/${action}/`, { method: "POST", body });

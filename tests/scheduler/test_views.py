@@ -105,3 +105,98 @@ def test_the_board_shows_counts_loop_closure_and_the_heat_table(network):
 
 def test_the_board_is_for_coordinators_only(network):
     assert _client(network.referrer.user).get("/coordinator/board/").status_code == 403
+
+
+def test_the_referral_form_offers_only_my_patients_in_vietnamese(network):
+    from tests.scheduler.conftest import patient_of
+
+    mine = patient_of(network.referrer, user__full_name="Đỗ Thị Mận")
+    ended = patient_of(network.referrer, user__full_name="Vũ Văn Cũ")
+    ended.care_relationships.update(ends_at=timezone.now() - timedelta(days=1))
+    someone_elses = patient_of(network.cardiologist_near, user__full_name="Phạm Văn Khác")
+
+    page = _client(network.referrer.user).get("/referrals/new/").content.decode()
+
+    assert "Tạo phiếu chuyển tuyến" in page
+    assert f'<option value="{mine.pk}">Đỗ Thị Mận' in page
+    assert "Vũ Văn Cũ" not in page
+    assert someone_elses.user.display_name not in page
+    assert '<label for="reason">Lý do chuyển tuyến' in page
+    assert 'value="emergency"' in page and "Cấp cứu" in page
+    assert 'value="remote_first" checked' in page
+    assert "js/scheduler_referral_new.js" in page
+
+
+def test_the_referral_form_only_offers_specialties_someone_offers(network):
+    from tests.scheduler.conftest import patient_of
+
+    patient_of(network.referrer)
+
+    page = _client(network.referrer.user).get("/referrals/new/").content.decode()
+
+    assert '<option value="cardiology">Tim mạch</option>' in page
+    assert 'value="dermatology"' not in page
+
+
+def test_reading_my_patients_for_the_referral_form_is_audited(network):
+    from telehealth.models import AuditEvent
+    from tests.scheduler.conftest import patient_of
+
+    patient_of(network.referrer)
+    patient_of(network.referrer)
+
+    _client(network.referrer.user).get("/referrals/new/")
+
+    event = AuditEvent.objects.filter(actor=network.referrer.user).order_by("-pk").first()
+    assert event.action == AuditEvent.Action.READ
+    assert event.target == "patients:in_my_care"
+    assert "(2 patients)" in event.reason
+
+
+def test_a_clinician_with_no_patients_is_told_why_the_form_is_empty(network):
+    page = _client(network.cardiologist_provincial.user).get("/referrals/new/").content.decode()
+
+    assert "Bạn chưa có bệnh nhân nào" in page
+    assert 'id="referral-form"' not in page
+
+
+def test_the_referral_form_is_for_clinicians_only():
+    assert _client(PatientFactory().user).get("/referrals/new/").status_code == 403
+    assert Client().get("/referrals/new/").status_code == 302  # to the sign-in page
+
+
+def test_the_doctors_day_links_to_the_referral_form(network):
+    page = _client(network.referrer.user).get("/doctor/day/").content.decode()
+
+    assert 'href="/referrals/new/"' in page
+
+
+def test_a_referral_is_received_not_agreed_to_in_vietnamese(network):
+    """The network app's catalogue comes first and says "Chấp nhận" (a mentorship)."""
+    submitted_referral(network)
+
+    day = _client(network.cardiologist_near.user).get("/doctor/day/").content.decode()
+    board = _client(province_coordinator()).get("/coordinator/board/").content.decode()
+
+    assert 'data-action="accept">Tiếp nhận</button>' in day
+    assert 'data-bulk="accept">Tiếp nhận các phiếu đã chọn</button>' in board
+
+
+def test_my_referrals_says_where_the_one_just_sent_went_and_its_ticket(network):
+    referral = submitted_referral(network)
+
+    page = _client(network.referrer.user).get(f"/referrals/?sent={referral.pk}").content.decode()
+
+    assert f"Đã gửi phiếu chuyển tuyến #{referral.pk}" in page
+    assert f"Phiếu đã được chuyển đến Trung tâm Y tế Gần, số thứ tự {referral.ticket_label}" in page
+    assert f'id="referral-{referral.pk}"' in page
+    assert "Vị trí trong hàng đợi" in page
+
+
+def test_a_referral_still_being_routed_is_marked_for_the_page_to_follow(network):
+    referral = submitted_referral(network, route=False)
+
+    page = _client(network.referrer.user).get(f"/referrals/?sent={referral.pk}").content.decode()
+
+    assert 'data-routing="pending"' in page
+    assert "Đang tìm cơ sở gần nhất có thể tiếp nhận người bệnh…" in page

@@ -97,3 +97,28 @@ def test_every_grant_and_read_keeps_the_audit_chain_intact(api_client, patient, 
 
     assert AuditEvent.objects.count() == 4
     assert audit_verify_chain() is None
+
+
+def test_a_clinicians_patient_list_holds_only_patients_in_their_care_and_is_audited(db):
+    # given a health worker caring for one patient, and a patient of someone else
+    from telehealth.models import AuditEvent, CareRelationship
+    from telehealth.selectors import patient_list_for_user
+    from tests.factories import ClinicianFactory, PatientFactory
+
+    worker = ClinicianFactory()
+    mine, other = PatientFactory(), PatientFactory()
+    CareRelationship.objects.create(patient=mine, member=worker.user, kind="primary", source="t")
+    ended = PatientFactory()
+    CareRelationship.objects.create(
+        patient=ended,
+        member=worker.user,
+        kind="referral",
+        source="t",
+        ends_at=timezone.now() - timezone.timedelta(minutes=1),
+    )
+    # when listing the patients they may refer
+    patients = patient_list_for_user(user=worker.user, purpose="patients to refer")
+    # then only the one in their care now is there, and the read is audited
+    assert patients == [mine]
+    assert other not in patients and ended not in patients
+    assert AuditEvent.objects.filter(actor=worker.user, target="patients:in_my_care").exists()
