@@ -6,9 +6,12 @@ turns them into the arcs of a transportation problem, and
 
 Cost of a pair, in "kilometre equivalents": the distance between their
 facilities, plus ``MISMATCH_KM`` when they share no specialty, plus
-``OFF_LINE_KM`` when the mentor's facility is not on the mentee's referral line
-(the chain of parent facilities a patient is referred up). So a matching
-specialist 300 km further away is worth the same as a non-matching one next door.
+``OFF_LINE_KM`` when the mentor's facility is not on the mentee's referral line:
+neither in the chain of parent facilities a patient is referred up, nor a
+facility that exchanged referrals with the mentee's lately
+(``Facilities.referral_links``, read by ``network.selectors.referral_link_pairs``).
+So a matching specialist 300 km further away is worth the same as a non-matching
+one next door.
 
 Candidates are limited by distance and specialty, so the problem stays small at
 national size: each mentee gets arcs to the ``near_facilities`` nearest mentor
@@ -20,7 +23,7 @@ mentees reach different mentors and together can reach every free place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,13 +48,19 @@ def haversine_km(lat_a, lon_a, lat_b, lon_b) -> np.ndarray:  # type: ignore[no-u
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(half_chord, 0.0, 1.0)))
 
 
+def _no_links() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Facilities:
-    """Every facility, by position: coordinates and up to three referral ancestors (-1: none)."""
+    """Every facility, by position: coordinates, up to three referral ancestors (-1: none)
+    and the pairs that exchange referrals (``referral_link_keys``; none by default)."""
 
     lat: np.ndarray
     lon: np.ndarray
     ancestors: np.ndarray  # (f, 3) positions of parent, grandparent, great-grandparent
+    referral_links: np.ndarray = field(default_factory=_no_links)  # sorted pair keys
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,39 @@ def ancestors_of(parent: np.ndarray, depth: int = 3) -> np.ndarray:
         following[has] = parent[current[has]]
         current = following
     return result
+
+
+def _pair_key(a: np.ndarray, b: np.ndarray, n_facilities: int) -> np.ndarray:
+    """One key per unordered pair of facility positions: the same for (a, b) and (b, a)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    return np.minimum(a, b) * n_facilities + np.maximum(a, b)
+
+
+def referral_link_keys(*, facility_ids: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``Facilities.referral_links`` from pairs of facility ids that exchanged referrals
+    (shape (k, 2), either direction). ``facility_ids`` gives each position's id; pairs
+    with a facility not in it are dropped. Sorted, unique: looked up with searchsorted."""
+    facility_ids = np.asarray(facility_ids, dtype=np.int64)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if not len(pairs) or not len(facility_ids):
+        return _no_links()
+    order = np.argsort(facility_ids, kind="stable")
+    sorted_ids = facility_ids[order]
+    where = np.minimum(np.searchsorted(sorted_ids, pairs), len(sorted_ids) - 1)
+    known = (sorted_ids[where] == pairs).all(axis=1)
+    positions = order[where[known]]
+    return np.unique(_pair_key(positions[:, 0], positions[:, 1], len(facility_ids)))
+
+
+def linked_by_referrals(facilities: Facilities, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether each (a[i], b[i]) pair of facility positions exchanged referrals."""
+    links = facilities.referral_links
+    if not len(links):
+        return np.zeros(len(a), dtype=bool)
+    key = _pair_key(a, b, len(facilities.lat))
+    where = np.minimum(np.searchsorted(links, key), len(links) - 1)
+    return links[where] == key
 
 
 def _bits(mask: np.ndarray, n_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +278,8 @@ def build_arcs(
     place_facility = places.facility[place_all]
     distance_km = _pairwise_km(facilities, mentee_facility, place_facility)
     match = (mentees.needs[mentee_all] & places.specialties[place_all]) != 0
-    on_line = (facilities.ancestors[mentee_facility] == place_facility[:, None]).any(axis=1)
+    parent_line = (facilities.ancestors[mentee_facility] == place_facility[:, None]).any(axis=1)
+    on_line = parent_line | linked_by_referrals(facilities, mentee_facility, place_facility)
     cost = (
         np.rint(distance_km).astype(np.int64)
         + np.where(match, 0, MISMATCH_KM)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.utils.translation import get_language
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 
 from network.matching import MISMATCH_KM, haversine_km
@@ -30,6 +30,7 @@ from network.models import (
     MentoringPolicy,
     Mentorship,
 )
+from scheduler.selectors import referral_traffic_between
 from telehealth.errors import AccessDenied, NotFound
 from telehealth.models import (
     ClinicianProfile,
@@ -387,6 +388,10 @@ def network_graph(*, user: User) -> dict[str, Any]:
 
 SUGGESTION_FACILITIES = 12  # nearest mentor facilities looked at
 SUGGESTION_MENTEE_FACILITIES = 30  # nearest facilities of mentees looked at
+# Referral traffic between two facilities links them when it falls in this window;
+# the bonus grows with its logarithm up to REFERRALS_FULL_BONUS referrals.
+REFERRAL_WINDOW_DAYS = 180
+REFERRALS_FULL_BONUS = 50
 
 
 @dataclass
@@ -406,10 +411,12 @@ class Suggestion:
     quota: int | None
     load: int
     mentors: int | None
-    on_referral_line: bool
+    on_referral_line: bool  # on the parent chain, or the facilities exchange referrals
     colleagues_linked: int
     score: float
     reason: str = ""
+    referrals: int = 0  # exchanged between the two facilities in REFERRAL_WINDOW_DAYS
+    parent_line: bool = False  # one facility is among the other's referral ancestors
 
 
 @dataclass
@@ -453,10 +460,11 @@ def suggestion_list(*, user: User, role: str | None = None, limit: int = 10) -> 
 
     Ranked by specialty match, distance between facilities, the mentor's free places
     and current load (or, for mentees, whether they have a mentor yet), and links
-    between the facilities (the referral line, colleagues already linked). Each
-    comes with the reason in words. Nothing is precomputed: it reads the nearest
-    facilities of the right levels, then their staff in one indexed query (match,
-    load and links counted by the database), and ranks them with numpy.
+    between the facilities (the referral line, the referrals they exchanged in the
+    last six months, colleagues already linked). Each comes with the reason in
+    words. Nothing is precomputed: it reads the nearest facilities of the right
+    levels, then their staff in one indexed query (match, load and links counted by
+    the database), and ranks them with numpy.
     """
     policy = policy_active()
     me = clinician_of(user)
@@ -528,6 +536,30 @@ def _facility_links(
     return dict(query.annotate(n=Count("id")).order_by())
 
 
+def _referral_traffic(*, me: ClinicianProfile, other_facilities: list[int]) -> dict[int, int]:
+    """Referrals exchanged, both directions together, between my facility and each of
+    the others in the last ``REFERRAL_WINDOW_DAYS`` (one indexed query in scheduler)."""
+    traffic = referral_traffic_between(
+        facility_ids=other_facilities, since_days=REFERRAL_WINDOW_DAYS, around=me.facility_id
+    )
+    exchanged: dict[int, int] = defaultdict(int)
+    for (source, target), n in traffic.items():
+        if source == me.facility_id:
+            exchanged[target] += n
+        elif target == me.facility_id:
+            exchanged[source] += n
+    return exchanged
+
+
+def referral_link_pairs(*, facility_ids: Iterable[int]) -> np.ndarray:
+    """Pairs of facility ids (shape (k, 2)) that exchanged referrals in the last
+    ``REFERRAL_WINDOW_DAYS``, both among ``facility_ids``: for auto-assignment, where
+    such a pair is on the referral line (``matching.referral_link_keys`` turns them
+    into positions). One query, whatever the number of facilities."""
+    traffic = referral_traffic_between(facility_ids=facility_ids, since_days=REFERRAL_WINDOW_DAYS)
+    return np.array(list(traffic), dtype=np.int64).reshape(-1, 2)
+
+
 def _count(*, state: str, **conditions: Any) -> Coalesce:
     """Per candidate row: how many mentorships in ``state`` match ``conditions``
     (which use ``OuterRef``); one group, since the state is fixed."""
@@ -589,6 +621,7 @@ def _suggest_mentors(*, policy: Policy, me: ClinicianProfile, limit: int) -> Sug
         return SuggestionResult("mentor", level, [], _("No mentors found near you."))
     my_line = _ancestors([me.facility_id]).get(me.facility_id, set())
     links = _facility_links(me=me, other_facilities=facility_ids, me_as="mentee")
+    traffic = _referral_traffic(me=me, other_facilities=facility_ids)
 
     quota = np.array(
         [policy.quota(mentor_level=levels[r[_FACILITY]], mentee_level=level) for r in rows]
@@ -597,7 +630,8 @@ def _suggest_mentors(*, policy: Policy, me: ClinicianProfile, limit: int) -> Sug
     requested = np.array([r[_B] for r in rows])
     distance = np.array([km[r[_FACILITY]] for r in rows])
     match = np.array([r[_MATCH] for r in rows], dtype=bool)
-    on_line = np.array([r[_FACILITY] in my_line for r in rows])
+    parent_line = np.array([r[_FACILITY] in my_line for r in rows], dtype=bool)
+    referrals = np.array([traffic.get(r[_FACILITY], 0) for r in rows], dtype=np.int64)
     linked = np.array([links.get(r[_FACILITY], 0) for r in rows])
     free = np.maximum(quota - accepted, 0)
     score = _score(
@@ -606,7 +640,8 @@ def _suggest_mentors(*, policy: Policy, me: ClinicianProfile, limit: int) -> Sug
         max_km=policy.max_distance_km,
         availability=np.where(quota > 0, free / np.maximum(quota, 1), 0.0),
         load=(accepted + requested) / np.maximum(quota, 1),
-        on_line=on_line,
+        parent_line=parent_line,
+        referrals=referrals,
         linked=linked,
     )
     score = np.where(free > 0, score, -np.inf)  # a full mentor cannot take me
@@ -618,7 +653,8 @@ def _suggest_mentors(*, policy: Policy, me: ClinicianProfile, limit: int) -> Sug
         chosen,
         mine,
         distance,
-        on_line,
+        parent_line,
+        referrals,
         linked,
         score,
         quota=quota,
@@ -668,10 +704,14 @@ def _suggest_mentees(*, policy: Policy, me: ClinicianProfile, limit: int) -> Sug
     if not rows:
         return SuggestionResult("mentee", None, [], _("Nobody to mentor near you."))
     links = _facility_links(me=me, other_facilities=facility_ids, me_as="mentor")
+    traffic = _referral_traffic(me=me, other_facilities=facility_ids)
 
     distance = np.array([km[r[_FACILITY]] for r in rows])
     match = np.array([r[_MATCH] or (generalist_me and not r[_A]) for r in rows], dtype=bool)
-    on_line = np.array([me.facility_id in lines.get(r[_FACILITY], set()) for r in rows])
+    parent_line = np.array(
+        [me.facility_id in lines.get(r[_FACILITY], set()) for r in rows], dtype=bool
+    )
+    referrals = np.array([traffic.get(r[_FACILITY], 0) for r in rows], dtype=np.int64)
     linked = np.array([links.get(r[_FACILITY], 0) for r in rows])
     has = np.array([r[_B] for r in rows])
     score = _score(
@@ -680,7 +720,8 @@ def _suggest_mentees(*, policy: Policy, me: ClinicianProfile, limit: int) -> Sug
         max_km=policy.max_distance_km,
         availability=(has == 0).astype(float),
         load=np.minimum(has, 3) / 3,
-        on_line=on_line,
+        parent_line=parent_line,
+        referrals=referrals,
         linked=linked,
     )
     chosen = [int(i) for i in np.argsort(-score, kind="stable")[:limit]]
@@ -691,7 +732,8 @@ def _suggest_mentees(*, policy: Policy, me: ClinicianProfile, limit: int) -> Sug
         chosen,
         mine,
         distance,
-        on_line,
+        parent_line,
+        referrals,
         linked,
         score,
         quota=None,
@@ -708,17 +750,27 @@ def _score(
     max_km: float,
     availability: np.ndarray,
     load: np.ndarray,
-    on_line: np.ndarray,
+    parent_line: np.ndarray,
+    referrals: np.ndarray,
     linked: np.ndarray,
 ) -> np.ndarray:
     """Higher is better. A shared specialty is worth ``MISMATCH_KM`` of distance, as in
-    auto-assignment; free places, the referral line and existing links break ties."""
+    auto-assignment; free places, the referral line and existing links break ties.
+
+    Facilities are on one referral line when one is the other's parent (up to three
+    steps) or when they exchanged referrals in the window, as in auto-assignment;
+    referral traffic adds a bonus growing with its logarithm, full at
+    ``REFERRALS_FULL_BONUS``, so a facility that sends a patient a week outranks
+    one that sent one, and neither outweighs a shared specialty."""
+    on_line = parent_line | (referrals > 0)
+    volume = np.minimum(np.log1p(referrals) / np.log1p(REFERRALS_FULL_BONUS), 1.0)
     return (
         -distance / MISMATCH_KM
         + match * 1.0
         + availability * 0.5
         - load * 0.25
         + on_line * 0.35
+        + volume * 0.3
         + np.minimum(linked, 5) / 5 * 0.2
         - (distance > max_km) * 1.0
     )
@@ -731,7 +783,8 @@ def _result(
     chosen: list[int],
     mine: set[int],
     distance: np.ndarray,
-    on_line: np.ndarray,
+    parent_line: np.ndarray,
+    referrals: np.ndarray,
     linked: np.ndarray,
     score: np.ndarray,
     *,
@@ -775,9 +828,11 @@ def _result(
             quota=int(quota[i]) if quota is not None else None,
             load=int(load[i]),
             mentors=int(mentors[i]) if mentors is not None else None,
-            on_referral_line=bool(on_line[i]),
+            on_referral_line=bool(parent_line[i] or referrals[i] > 0),
             colleagues_linked=int(linked[i]),
             score=round(float(score[i]), 3),
+            referrals=int(referrals[i]),
+            parent_line=bool(parent_line[i]),
         )
         suggestion.reason = suggestion_reason(
             suggestion, shared_labels=sorted(labels[s] for s in shared), mentee_level=level
@@ -811,8 +866,17 @@ def suggestion_reason(
             if suggestion.mentors == 0
             else _("already has %(n)d mentor(s)") % {"n": suggestion.mentors}
         )
-    if suggestion.on_referral_line:
+    if suggestion.parent_line:
         parts.append(_("on your referral line"))
+    if suggestion.referrals:
+        parts.append(
+            ngettext(
+                "%(n)d referral between your facilities in the last %(months)d months",
+                "%(n)d referrals between your facilities in the last %(months)d months",
+                suggestion.referrals,
+            )
+            % {"n": suggestion.referrals, "months": REFERRAL_WINDOW_DAYS // 30}
+        )
     if suggestion.colleagues_linked:
         parts.append(
             _("%(n)d colleague(s) of your facilities already linked")

@@ -8,6 +8,7 @@ Live notifications are sent after commit (``telehealth.realtime``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +40,7 @@ from network.selectors import (
     coordinator_scope,
     may_mentor,
     policy_active,
+    referral_link_pairs,
     responder_id,
 )
 from telehealth.errors import AccessDenied, Conflict, DomainError, NotFound
@@ -971,6 +973,15 @@ def read_problem(*, policy: Policy, province_id: int | None) -> Problem:
         ),
         dtype=np.int64,
     ).reshape(-1, 3)
+
+    # Facilities that exchanged referrals lately are on one referral line too.
+    in_play = np.union1d(mentee_rows[:, 1], mentor_rows[:, 1]).tolist()
+    facilities = dataclasses.replace(
+        facilities,
+        referral_links=matching.referral_link_keys(
+            facility_ids=fac_ids, pairs=referral_link_pairs(facility_ids=in_play)
+        ),
+    )
 
     masks = _specialty_masks(levels=sorted(set(mentee_levels) | set(mentor_levels)), bit=bit)
 

@@ -10,6 +10,7 @@ one referral are audited against its patient; a refused read is audited as
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -462,3 +463,48 @@ def facility_load(
 
 def priority_rank(priority: str) -> int:
     return PRIORITY_RANK.get(priority, 9)  # type: ignore[call-overload]
+
+
+def referral_traffic_between(
+    *, facility_ids: Iterable[int], since_days: int = 180, around: int | None = None
+) -> dict[tuple[int, int], int]:
+    """How many referrals each facility sent to each other one in the last ``since_days``:
+    ``{(sending facility, receiving facility): n}``, the two directions kept apart,
+    pairs with none left out.
+
+    Only referrals between two of ``facility_ids`` count; with ``around``, only
+    those that also have that facility at one end (a doctor's suggestions need
+    their own facility's pairs, not the traffic among their neighbours). A
+    referral counts when it was submitted in the window (``requested_at``), toward
+    the facility it was last routed to, whatever became of it since: a rejected or
+    cancelled one still shows two facilities working together. Drafts were never
+    sent, and a referral no facility took yet has no target.
+
+    One aggregate query, which the indexes on (requesting facility, status) and
+    (target facility, status) serve. Counts only, no patient data: not audited.
+    """
+    ids = sorted({int(i) for i in facility_ids})
+    if around is not None:
+        around = int(around)
+        if around not in ids:
+            ids.append(around)
+    if len(ids) < 2:
+        return {}
+    pairs = Q(requesting_facility_id__in=ids, target_facility_id__in=ids)
+    if around is not None:
+        pairs = Q(requesting_facility_id=around, target_facility_id__in=ids) | Q(
+            target_facility_id=around, requesting_facility_id__in=ids
+        )
+    sent = [s for s in Referral.Status.values if s != Referral.Status.DRAFT]
+    rows = (
+        Referral.objects.filter(
+            pairs,
+            status__in=sent,
+            requested_at__gte=timezone.now() - timedelta(days=since_days),
+        )
+        .exclude(requesting_facility_id=F("target_facility_id"))
+        .values_list("requesting_facility_id", "target_facility_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {(source, target): n for source, target, n in rows}

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from django.utils import translation
+from django.utils import timezone, translation
 
 from network import selectors, services
+from scheduler.models import Referral
 from telehealth.errors import AccessDenied
-from telehealth.models import ClinicianProfile, FacilityLevel
-from tests.factories import CoordinatorFactory, FacilityFactory, province
+from telehealth.models import ClinicianProfile, Facility, FacilityLevel
+from tests.factories import (
+    CoordinatorFactory,
+    FacilityFactory,
+    PatientFactory,
+    UserFactory,
+    province,
+    specialty,
+)
 from tests.network.conftest import clinician, link
 
 pytestmark = pytest.mark.django_db
@@ -123,6 +133,101 @@ def test_the_referral_line_counts_in_the_ranking():
     assert result.results[0].name == "Tuyến trên"
     assert result.results[0].on_referral_line
     assert on_line
+
+
+def referrals_sent(source: Facility, target: Facility, *, count: int, days_ago: float = 7) -> None:
+    """``count`` submitted referrals from ``source`` to ``target``."""
+    patient, requester = PatientFactory(), UserFactory()
+    submitted = timezone.now() - timedelta(days=days_ago)
+    Referral.objects.bulk_create(
+        Referral(
+            patient=patient,
+            requester=requester,
+            requesting_facility=source,
+            target_facility=target,
+            specialty=specialty("cardiology"),
+            reason="Đau ngực",
+            status=Referral.Status.ACCEPTED,
+            created_at=submitted,
+            requested_at=submitted,
+        )
+        for _ in range(count)
+    )
+
+
+def two_equal_hospitals() -> tuple[Facility, Facility]:
+    where = province("01")
+    return tuple(  # type: ignore[return-value]
+        FacilityFactory(level=FacilityLevel.CENTRAL, province=where, latitude=21.1, longitude=105.8)
+        for _ in range(2)
+    )
+
+
+def test_referral_traffic_links_facilities_in_the_ranking():
+    # given two equal central doctors equally far; my centre exchanges referrals with one
+    partner, other = two_equal_hospitals()
+    centre = FacilityFactory(level=FacilityLevel.DISTRICT, province=province("01"))
+    me = clinician(FacilityLevel.DISTRICT, facility=centre)
+    clinician(FacilityLevel.CENTRAL, facility=other, name="Nơi khác")
+    clinician(FacilityLevel.CENTRAL, facility=partner, name="Hay chuyển tuyến")
+    referrals_sent(centre, partner, count=9)
+    referrals_sent(partner, centre, count=3)  # counter-direction counts too
+    referrals_sent(centre, other, count=5, days_ago=400)  # too long ago
+
+    # when I ask for mentors, in English and in Vietnamese
+    with translation.override("en"):
+        result = selectors.suggestion_list(user=me.user, role="mentor")
+    with translation.override("vi"):
+        reason_vi = selectors.suggestion_list(user=me.user, role="mentor").results[0].reason
+
+    # then the partner hospital's doctor comes first, and the reason says why
+    first, second = result.results[:2]
+    assert (first.name, second.name) == ("Hay chuyển tuyến", "Nơi khác")
+    assert first.referrals == 12 and first.on_referral_line
+    assert second.referrals == 0 and not second.on_referral_line
+    assert first.score > second.score
+    assert "12 referrals between your facilities in the last 6 months" in first.reason
+    assert "on your referral line" not in first.reason  # no parent link: not claimed
+    assert "12 lượt chuyển tuyến giữa hai cơ sở trong 6 tháng qua" in reason_vi
+
+
+def test_more_referral_traffic_ranks_higher():
+    busy, quiet = two_equal_hospitals()
+    centre = FacilityFactory(level=FacilityLevel.DISTRICT, province=province("01"))
+    me = clinician(FacilityLevel.DISTRICT, facility=centre)
+    clinician(FacilityLevel.CENTRAL, facility=quiet, name="Ít")
+    clinician(FacilityLevel.CENTRAL, facility=busy, name="Nhiều")
+    referrals_sent(centre, quiet, count=1)
+    referrals_sent(centre, busy, count=20)
+
+    with translation.override("en"):
+        results = selectors.suggestion_list(user=me.user, role="mentor").results
+
+    assert [s.name for s in results[:2]] == ["Nhiều", "Ít"]
+    assert "1 referral between your facilities in the last 6 months" in results[1].reason
+
+
+def test_mentee_suggestions_count_referral_traffic_too(central):
+    # two equal commune stations equally far from my hospital; one refers patients to it
+    where = province("01")
+    sending, silent = (
+        FacilityFactory(
+            level=FacilityLevel.COMMUNE,
+            province=where,
+            latitude=central.facility.latitude + 0.1,
+            longitude=central.facility.longitude,
+        )
+        for _ in range(2)
+    )
+    clinician(FacilityLevel.COMMUNE, kind="health_worker", facility=silent, name="Im lặng")
+    clinician(FacilityLevel.COMMUNE, kind="health_worker", facility=sending, name="Gửi bệnh nhân")
+    referrals_sent(sending, central.facility, count=4)
+
+    with translation.override("en"):
+        results = selectors.suggestion_list(user=central.user, role="mentee").results
+
+    assert results[0].name == "Gửi bệnh nhân" and results[0].referrals == 4
+    assert "4 referrals between your facilities" in results[0].reason
 
 
 def test_mentee_suggestions_prefer_people_without_a_mentor(central):

@@ -241,3 +241,51 @@ def test_the_problem_is_read_as_arrays(seeded):
         == 10 * ClinicianProfile.objects.filter(facility__level=1, kind="doctor").count()
     )
     assert problem.mentees.needs.dtype == np.uint64 and (problem.mentees.needs != 0).all()
+
+
+def test_a_run_puts_facilities_that_exchange_referrals_on_the_referral_line(admin, celery_eager):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scheduler.models import Referral
+    from telehealth.models import FacilityLevel
+    from tests.factories import FacilityFactory, PatientFactory, UserFactory, specialty
+    from tests.network.conftest import clinician
+
+    # given a district cardiologist 22 km from one central cardiologist and 33 km from
+    # another, whose hospital the district centre refers patients to
+    where = province("01")
+    centre = FacilityFactory(
+        level=FacilityLevel.DISTRICT, province=where, latitude=21.2, longitude=105.8
+    )
+    near = FacilityFactory(
+        level=FacilityLevel.CENTRAL, province=where, latitude=21.0, longitude=105.8
+    )
+    far = FacilityFactory(
+        level=FacilityLevel.CENTRAL, province=where, latitude=21.5, longitude=105.8
+    )
+    mentee = clinician(FacilityLevel.DISTRICT, facility=centre, specialties=("cardiology",))
+    clinician(FacilityLevel.CENTRAL, facility=near, specialties=("cardiology",))
+    partner = clinician(FacilityLevel.CENTRAL, facility=far, specialties=("cardiology",))
+    sent = timezone.now() - timedelta(days=20)
+    Referral.objects.bulk_create(
+        Referral(
+            patient=PatientFactory(),
+            requester=UserFactory(),
+            requesting_facility=centre,
+            target_facility=far,
+            specialty=specialty("cardiology"),
+            reason="x",
+            status=Referral.Status.COMPLETED,
+            requested_at=sent,
+            created_at=sent,
+        )
+        for _ in range(2)
+    )
+
+    run = _start(admin)
+    tasks.assignment_run_execute(run.pk)
+
+    proposal = AssignmentProposal.objects.get(run=run, mentee=mentee)
+    assert proposal.mentor_id == partner.pk and proposal.on_referral_line
