@@ -39,6 +39,11 @@ lint: install
 bench: install
 	$(PY) bench/run_all.py
 
+# The browser tests only (Debian's Chromium, headless); screenshots land in
+# tests/e2e/screenshots/. They skip when Chromium is not installed.
+e2e: install
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
 messages: install
 	$(PY) manage.py makemessages -l vi --ignore '.venv/*' --ignore 'tests/*' --ignore 'bench/*'
 	$(PY) scripts/compilemessages.py

@@ -15,8 +15,11 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", views.home, name="home"),
+    path("profile/", views.profile, name="profile"),
+    path("session-expired/", views.session_expired, name="session-expired"),
     path("visits/", consult_views.visit_list, name="visits"),
     path("visits/<int:visit_id>/", consult_views.visit_page, name="visit"),
+    path("", include("consult.page_urls")),
     path("", include("network.page_urls")),
     path("", include("scheduler.page_urls")),
     path(

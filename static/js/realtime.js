@@ -4,8 +4,33 @@
 // - Resumes every subscribed thread from the highest seq it has.
 // - Messages typed while offline wait in an outbox and are sent (again) with the
 //   same client_id until acknowledged: nothing typed is lost, nothing doubles.
+// - When the session is gone (the socket is closed with 4401, or an API call
+//   answers 401), the page goes to /session-expired/?next=<this page>, which
+//   offers to sign in again and come back here.
 
 const PROTOCOL = 1;
+const CLOSE_SIGNED_OUT = 4401; // docs/protocol.md: "go to sign-in; do not reconnect"
+export const SESSION_EXPIRED_PATH = "/session-expired/";
+
+let leavingForSignIn = false;
+
+// Nothing this page does can succeed without a session, and staying would let a
+// person keep typing into a page that can no longer save: say so on a page of its
+// own, and come back here after signing in. Once per page, however many calls fail.
+export function sessionExpired() {
+  if (leavingForSignIn || location.pathname === SESSION_EXPIRED_PATH) return;
+  leavingForSignIn = true;
+  const next = `${location.pathname}${location.search}`;
+  location.assign(`${SESSION_EXPIRED_PATH}?next=${encodeURIComponent(next)}`);
+}
+
+// 401: the API's answer to a request without a session (token authentication
+// comes first, so a missing credential is a 401). A 403 is a refusal to a
+// signed-in person and stays on the page, unless the body says "not signed in".
+function sessionGone(response, data) {
+  if (new URL(response.url || location.href, location.href).origin !== location.origin) return false;
+  return response.status === 401 || (response.status === 403 && data && data.code === "not_authenticated");
+}
 
 function uuid() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -47,10 +72,13 @@ export class Realtime extends EventTarget {
   }
 
   onClose(event) {
-    if (event.code === 4401) {
+    if (event.code === CLOSE_SIGNED_OUT) {
       this.closedForGood = true;
       this.setState("signedOut");
-      this.dispatchEvent(new CustomEvent("signedout"));
+      // A page that must stay (for example to finish something locally) may
+      // cancel the event; otherwise it goes to the expired-session page.
+      const signedOut = new CustomEvent("signedout", { cancelable: true });
+      if (this.dispatchEvent(signedOut)) sessionExpired();
       return;
     }
     this.setState("offline");
@@ -141,11 +169,20 @@ export class Realtime extends EventTarget {
     this.raw({ type: "watch", topic });
   }
 
-  send(thread, body, attachments = []) {
-    const frame = { type: "send", thread, client_id: uuid(), body, attachments };
+  // `clientId`: resend a message kept across a page reload under its original id, so
+  // the server answers with the stored one instead of storing it twice. `ref` is the
+  // client id, so an `error` answering this send can be matched to its message.
+  send(thread, body, attachments = [], clientId = null) {
+    const client_id = clientId || uuid();
+    const frame = { type: "send", thread, client_id, body, attachments, ref: client_id };
     this.outbox.set(frame.client_id, frame);
     this.raw(frame);
     return frame.client_id;
+  }
+
+  // Stop retrying a send the server refused for good (invalid, too large, closed thread).
+  forget(clientId) {
+    this.outbox.delete(clientId);
   }
 
   flushOutbox() {
@@ -181,6 +218,7 @@ export async function api(path, { method = "GET", body = undefined, form = undef
   const response = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({}));
+  if (sessionGone(response, data)) sessionExpired();
   if (!response.ok) {
     const error = new Error(data.detail || response.statusText);
     error.status = response.status;
