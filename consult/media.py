@@ -1,4 +1,6 @@
-"""The web tier's side of the media contract: join tokens, ICE servers, room placement.
+"""The web tier's side of the media contract: join tokens, ICE servers, room placement,
+admin requests to the room's node (remove a participant, start and stop a recording),
+and checking the tokens nodes send with recording uploads.
 
 Relay nodes (``relay/``, no Django) verify the tokens minted here: HS256 JWTs
 naming the room, the participant and what they may do, valid for a minute or
@@ -10,8 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
+import os
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -94,24 +100,103 @@ def relay_for_room(room: str) -> dict[str, str | None]:
     return {"id": node.id, "url": node.url}
 
 
+def _relay_admin_request(
+    *, room: str, method: str, path: str, body: dict[str, Any] | None = None
+) -> int | None:
+    """An admin request (web-signed ``admin`` token for the room) to the room's node.
+    Returns the HTTP status, or None if no node answered."""
+    node = relay_for_room(room)
+    token = join_token(room=room, participant="web", caps=["admin"], node=node["id"])
+    headers = {"Authorization": f"Bearer {token}"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(  # noqa: S310 (the URL comes from our own registry)
+        f"{node['url'].rstrip('/')}{path}", data=data, method=method, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:  # noqa: S310
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except Exception:
+        return None
+
+
 def relay_remove_participant(*, room: str, participant: str) -> bool:
     """Cut a participant's media on the room's node now. Best effort: a removed
     participant is also refused new join tokens, so a failure here cannot let
     them back in."""
     try:
-        node = relay_for_room(room)
+        status = _relay_admin_request(
+            room=room, method="DELETE", path=f"/rooms/{room}/participants/{participant}"
+        )
     except Exception:
         logger.warning("no relay to remove %s from %s", participant, room)
         return False
-    token = join_token(room=room, participant="web", caps=["admin"], node=node["id"])
-    request = urllib.request.Request(  # noqa: S310 (the URL comes from our own registry)
-        f"{node['url'].rstrip('/')}/rooms/{room}/participants/{participant}",
-        method="DELETE",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=3) as response:  # noqa: S310
-            return response.status in (200, 204)
-    except Exception:
+    if status not in (200, 204):
         logger.warning("relay refused or missed removal of %s from %s", participant, room)
         return False
+    return True
+
+
+def recording_upload_url(*, visit_id: int) -> str:
+    """Where the room's node uploads recording files: this web tier, as the node reaches it.
+
+    ``RELAY_RECORDING_UPLOAD_BASE`` (a setting, e.g. ``https://web.internal``) when
+    set; otherwise the address ``scripts/run.py`` serves on (one machine).
+    """
+    base = settings.RELAY_RECORDING_UPLOAD_BASE or "http://{}:{}".format(
+        os.environ.get("TELEHEALTH_HOST", "127.0.0.1"), os.environ.get("TELEHEALTH_PORT", "8000")
+    )
+    return f"{base.rstrip('/')}/api/v1/visits/{visit_id}/recordings/upload/"
+
+
+def relay_recording_start(*, room: str, recording: str, upload_url: str) -> bool:
+    """Ask the room's node to record every publisher from now on. True if it does."""
+    try:
+        status = _relay_admin_request(
+            room=room,
+            method="POST",
+            path=f"/rooms/{room}/recording",
+            body={"recording": recording, "upload_url": upload_url},
+        )
+    except Exception:
+        status = None
+    if status not in (200, 201):
+        logger.warning("relay did not start recording %s in %s (%s)", recording, room, status)
+        return False
+    return True
+
+
+def relay_recording_stop(*, room: str, recording: str) -> bool:
+    """Ask the room's node to finish the recording's files (it then uploads them).
+
+    A 404 counts as stopped: the node is not recording it (it never started,
+    or the node was replaced and the new one never recorded).
+    """
+    query = urllib.parse.urlencode({"recording": recording})
+    for attempt in range(3):
+        try:
+            status = _relay_admin_request(
+                room=room, method="DELETE", path=f"/rooms/{room}/recording?{query}"
+            )
+        except Exception:
+            status = None
+        if status in (200, 204, 404):
+            return True
+        time.sleep(0.2 * (attempt + 1))
+    logger.warning("relay did not confirm stopping recording %s in %s", recording, room)
+    return False
+
+
+def recording_upload_claims(authorization: str | None) -> Any:
+    """The claims of a node's recording-upload token (``Authorization: Bearer``).
+
+    Raises ``relay.tokens.TokenError`` (401) unless it is one, signed with the
+    shared secret and still valid.
+    """
+    from relay.tokens import bearer_token, decode_upload_token
+
+    return decode_upload_token(bearer_token(authorization), settings.RELAY_TOKEN_SECRET)

@@ -298,3 +298,81 @@ class VisitSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"snapshot {self.id}"
+
+
+class VisitRecordingSession(models.Model):
+    """One stretch of recording a visit: from the host's start to its stop.
+
+    Started only when every participant consented; ended by the host, by a
+    participant withdrawing consent or joining without it, by the visit ending,
+    or by the relay node stopping (node shutdown, room closed). At most one
+    is running per visit.
+    """
+
+    class StopReason(models.TextChoices):
+        STOPPED = "stopped", _("stopped by the host")
+        CONSENT = "consent", _("a participant has not consented")
+        VISIT_ENDED = "visit_ended", _("the visit ended")
+        HOST_LEFT = "host_left", _("the host left")
+        RELAY = "relay", _("the video relay stopped recording")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    visit = models.ForeignKey(Visit, on_delete=models.CASCADE, related_name="recording_sessions")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True)
+
+    class Meta:
+        verbose_name = _("visit recording session")
+        verbose_name_plural = _("visit recording sessions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["visit"],
+                condition=Q(ended_at__isnull=True),
+                name="visit_recording_one_running",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"recording {self.id} of visit {self.visit_id}"
+
+
+def _recording_path(instance: VisitRecording, filename: str) -> str:
+    return f"visits/{instance.visit_id}/recordings/{instance.id}"
+
+
+class VisitRecording(models.Model):
+    """One recorded file: one participant's audio and video during a recording session,
+    as the relay node muxed it (WebM or Matroska), kept in private storage."""
+
+    # The relay node's file id: a retried upload of the same file finds this row.
+    id = models.UUIDField(primary_key=True, editable=False)
+    visit = models.ForeignKey(Visit, on_delete=models.CASCADE, related_name="recordings")
+    session = models.ForeignKey(
+        VisitRecordingSession, on_delete=models.CASCADE, related_name="files"
+    )
+    participant = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("whose audio and video"),
+    )
+    file = models.FileField(storage=private_storage, upload_to=_recording_path, max_length=200)
+    # Sniffed from the content, never taken from the uploader.
+    content_type = models.CharField(max_length=50)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    started_at = models.DateTimeField(_("started"))
+    ended_at = models.DateTimeField(_("ended"))
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("visit recording")
+        verbose_name_plural = _("visit recordings")
+        indexes = [models.Index(fields=["visit", "started_at"], name="visit_recording_start")]
+
+    def __str__(self) -> str:
+        return f"recording file {self.id}"

@@ -44,6 +44,9 @@ def visits_relay_watchdog() -> int:
             pk=visit_id, state__in=[Visit.State.WAITING, Visit.State.IN_PROGRESS]
         ).exists()
         if live:
+            from consult.visit_services import visit_recording_node_lost
+
+            visit_recording_node_lost(visit_id=visit_id)
             with transaction.atomic():
                 publish_topic_event_on_commit(
                     f"visit.{visit_id}",

@@ -46,6 +46,10 @@ _visit = [
     ("consent/", visit_api.VisitConsentView, "consent"),
     ("snapshot-notice/", visit_api.VisitSnapshotNoticeView, "snapshot-notice"),
     ("snapshots/", visit_api.VisitSnapshotView, "snapshots"),
+    ("recording/start/", visit_api.VisitRecordingStartView, "recording-start"),
+    ("recording/stop/", visit_api.VisitRecordingStopView, "recording-stop"),
+    ("recordings/", visit_api.VisitRecordingListView, "recordings"),
+    ("recordings/upload/", visit_api.VisitRecordingUploadView, "recording-upload"),
     ("notes/", visit_api.VisitNotesView, "notes"),
     ("end/", visit_api.VisitEndView, "end"),
     ("cancel/", visit_api.VisitCancelView, "cancel"),
@@ -60,5 +64,10 @@ urlpatterns += [
         "snapshots/<uuid:snapshot_id>/",
         visit_api.SnapshotDownloadView.as_view(),
         name="api-snapshot-download",
+    ),
+    path(
+        "recordings/<uuid:recording_id>/",
+        visit_api.RecordingDownloadView.as_view(),
+        name="api-recording-download",
     ),
 ]

@@ -5,16 +5,17 @@ from __future__ import annotations
 from django.http import FileResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consult import visit_selectors as selectors
 from consult import visit_services as services
-from consult.models import Visit, VisitParticipant
+from consult.models import Visit, VisitParticipant, VisitRecording
 from telehealth import selectors as kernel_selectors
 from telehealth.errors import DomainError
 from telehealth.models import User
@@ -81,8 +82,38 @@ class VisitOut(serializers.ModelSerializer):
         return VisitParticipantOut(selectors.visit_participants(visit=visit), many=True).data
 
 
+class VisitDetailOut(VisitOut):
+    """One visit, with whether it is being recorded now (every page shows it)."""
+
+    recording = serializers.SerializerMethodField()
+
+    class Meta(VisitOut.Meta):
+        fields = [*VisitOut.Meta.fields, "recording"]
+
+    @extend_schema_field(
+        inline_serializer(
+            "VisitRecordingRunning",
+            {
+                "id": serializers.UUIDField(),
+                "started_at": serializers.DateTimeField(),
+                "started_by": serializers.CharField(),
+            },
+            allow_null=True,
+        )
+    )
+    def get_recording(self, visit: Visit) -> dict | None:
+        running = selectors.visit_recording_running(visit=visit)
+        if running is None:
+            return None
+        return {
+            "id": str(running.pk),
+            "started_at": running.started_at,
+            "started_by": running.started_by.display_name,
+        }
+
+
 def _visit_out(request: Request, visit_id: int) -> dict:
-    return VisitOut(
+    return VisitDetailOut(
         selectors.visit_get_for_user(user=request.user, visit_id=visit_id, request=request)
     ).data
 
@@ -348,6 +379,119 @@ class SnapshotDownloadView(APIView):
             user=request.user, snapshot_id=snapshot_id, request=request
         )
         response = FileResponse(snapshot.file.open("rb"), content_type=snapshot.content_type)
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+class VisitRecordingStartView(APIView):
+    """The host starts recording; refused unless everyone in the visit consented."""
+
+    @extend_schema(request=None, responses=VisitDetailOut)
+    def post(self, request: Request, visit_id: int) -> Response:
+        services.visit_recording_start(visit_id=visit_id, by=request.user)
+        return Response(_visit_out(request, visit_id))
+
+
+class VisitRecordingStopView(APIView):
+    @extend_schema(request=None, responses=VisitDetailOut)
+    def post(self, request: Request, visit_id: int) -> Response:
+        services.visit_recording_stop(visit_id=visit_id, by=request.user)
+        return Response(_visit_out(request, visit_id))
+
+
+class VisitRecordingOut(serializers.ModelSerializer):
+    participant = serializers.IntegerField(source="participant_id")
+    name = serializers.CharField(source="participant.display_name")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VisitRecording
+        fields = [
+            "id",
+            "participant",
+            "name",
+            "content_type",
+            "size",
+            "started_at",
+            "ended_at",
+            "url",
+        ]
+
+    def get_url(self, recording: VisitRecording) -> str:
+        return f"/api/v1/recordings/{recording.pk}/"
+
+
+class VisitRecordingListView(APIView):
+    """The visit's recorded files, for its host and its patient (audited)."""
+
+    @extend_schema(responses=VisitRecordingOut(many=True))
+    def get(self, request: Request, visit_id: int) -> Response:
+        recordings = selectors.visit_recording_list_for_user(
+            user=request.user, visit_id=visit_id, request=request
+        )
+        return Response(VisitRecordingOut(recordings, many=True).data)
+
+
+class VisitRecordingUploadView(APIView):
+    """A relay node uploads a finished recording file.
+
+    Authenticated by the node's recording-upload token (``Authorization:
+    Bearer``, signed with the relay secret), never by a session or an API token;
+    checked before the body is read.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "RecordingUpload", {"file": serializers.FileField()}
+            )
+        },
+        responses={201: VisitRecordingOut, 200: VisitRecordingOut},
+    )
+    def post(self, request: Request, visit_id: int) -> Response:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        claims = services.visit_recording_upload_check(
+            visit_id=visit_id,
+            authorization=request.META.get("HTTP_AUTHORIZATION"),
+            content_length=length,
+        )
+        upload = request.FILES.get("file")  # the body is read only now
+        if upload is None:
+            raise DomainError(
+                _("Send the file."), code="invalid", fields={"file": [_("This field is required.")]}
+            )
+        recording, created = services.visit_recording_store(
+            visit_id=visit_id, claims=claims, upload=upload
+        )
+        return Response(
+            VisitRecordingOut(recording).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class RecordingDownloadView(APIView):
+    """One recorded file, streamed only through the audited selector."""
+
+    @extend_schema(responses={(200, "video/*"): OpenApiTypes.BINARY})
+    def get(self, request: Request, recording_id: str) -> FileResponse:
+        recording = selectors.visit_recording_get_for_user(
+            user=request.user, recording_id=recording_id, request=request
+        )
+        extension = ".mkv" if recording.content_type == "video/x-matroska" else ".webm"
+        response = FileResponse(
+            recording.file.open("rb"),
+            content_type=recording.content_type,
+            as_attachment=True,
+            filename=f"visit-{recording.visit_id}-{recording.started_at:%Y%m%d-%H%M%S}"
+            f"-{recording.participant_id}{extension}",
+        )
         response["Cache-Control"] = "private, no-store"
         return response
 

@@ -1,4 +1,5 @@
-"""Reads of video visits: participants only; reads of the record are audited."""
+"""Reads of video visits: participants only; reads of the record are audited.
+Recordings: the host and the patient only, every read and refusal audited."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from channels.db import database_sync_to_async
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
-from consult.models import Visit, VisitParticipant, VisitSnapshot
+from consult.models import (
+    Visit,
+    VisitParticipant,
+    VisitRecording,
+    VisitRecordingSession,
+    VisitSnapshot,
+)
 from telehealth.audit import audit_record
 from telehealth.errors import NotFound
 from telehealth.models import AuditEvent, User
@@ -82,6 +89,75 @@ def snapshot_get_for_user(*, user: User, snapshot_id: Any, request: Any = None) 
         request=request,
     )
     return snapshot
+
+
+def visit_recording_running(*, visit: Visit) -> VisitRecordingSession | None:
+    """The recording running now, if any. Not audited: it tells only whether the
+    visit is being recorded, which every participant's page must show."""
+    return (
+        VisitRecordingSession.objects.filter(visit=visit, ended_at__isnull=True)
+        .select_related("started_by")
+        .first()
+    )
+
+
+def _may_see_recordings(visit: Visit, user: User) -> bool:
+    """The host and the patient; other participants took part but do not get the files."""
+    return user.is_authenticated and user.pk in (visit.host_id, visit.patient.user_id)
+
+
+def visit_recording_get_for_user(
+    *, user: User, recording_id: Any, request: Any = None
+) -> VisitRecording:
+    """A recorded file, for the visit's host and its patient. Every read is audited;
+    a refused one is audited as ``denied`` and answered as if there were no such file."""
+    recording = (
+        VisitRecording.objects.select_related("visit__patient", "participant")
+        .filter(pk=recording_id)
+        .first()
+        if user.is_authenticated
+        else None
+    )
+    if recording is None:
+        raise NotFound(_("No such recording."))
+    visit = recording.visit
+    allowed = _may_see_recordings(visit, user)
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.READ if allowed else AuditEvent.Action.DENIED,
+        target=f"consult.visit:{visit.pk}:recording_file:{recording.pk}",
+        patient=visit.patient,
+        reason=_("visit recording"),
+        request=request,
+    )
+    if not allowed:
+        raise NotFound(_("No such recording."))
+    return recording
+
+
+def visit_recording_list_for_user(
+    *, user: User, visit_id: int, request: Any = None
+) -> list[VisitRecording]:
+    """The visit's recorded files, for its host and its patient. Audited like a read."""
+    visit = (
+        Visit.objects.select_related("patient").filter(pk=visit_id).first()
+        if user.is_authenticated
+        else None
+    )
+    if visit is None:
+        raise NotFound(_("No such visit."))
+    allowed = _may_see_recordings(visit, user)
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.READ if allowed else AuditEvent.Action.DENIED,
+        target=f"consult.visit:{visit.pk}:recordings",
+        patient=visit.patient,
+        reason=_("visit recording"),
+        request=request,
+    )
+    if not allowed:
+        raise NotFound(_("No such visit."))
+    return list(visit.recordings.select_related("participant").order_by("started_at"))
 
 
 async def may_watch_visit(user: User, topic: str) -> bool:

@@ -1,26 +1,43 @@
 """Every write of a video visit: scheduling, the waiting room, admission, removal,
-snapshots, consent, notes. Views and other apps (the scheduler, the network) call these.
+snapshots, consent, recording, notes. Views and other apps (the scheduler, the network)
+call these.
 
 Live changes go to the visit's topic ``visit.<id>`` (watched by its participants)
 and to a person's own topic, after commit.
+
+Recording holds one invariant: a recording runs only while every participant still
+in the visit (invited, waiting or admitted) has said yes
+(:func:`visit_recording_allowed`). Every service that can break it (withdrawn
+consent, an invitation, a check-in, an admission) ends the running recording in
+the same transaction, and the relay node is told after commit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from consult import media
 from consult import services as messaging
-from consult.models import Participant, Thread, Visit, VisitParticipant, VisitSnapshot
+from consult.models import (
+    Participant,
+    Thread,
+    Visit,
+    VisitParticipant,
+    VisitRecording,
+    VisitRecordingSession,
+    VisitSnapshot,
+)
 from telehealth import services as kernel_services
 from telehealth.audit import audit_record
 from telehealth.errors import AccessDenied, Conflict, DomainError, NotFound
@@ -31,6 +48,21 @@ OPEN_STATES = (Visit.State.SCHEDULED, Visit.State.WAITING, Visit.State.IN_PROGRE
 LIVE_STATES = (Visit.State.WAITING, Visit.State.IN_PROGRESS)
 SNAPSHOT_TYPES = {"image/jpeg", "image/png", "image/webp"}
 MAX_SNAPSHOT_BYTES = 5 * 1024 * 1024
+RECORDING_TYPES = {"video/webm", "video/x-matroska"}
+#: One participant's file of a long visit (about 700 MB an hour at 720p).
+MAX_RECORDING_BYTES = 4 * 1024**3
+#: How far a recorded file may run past its recording's stop: the node hears of the
+#: stop after commit. Beyond it, the file may hold someone who did not consent.
+RECORDING_STOP_GRACE = timedelta(seconds=10)
+#: Stops the relay node reports with its uploads (it no longer records the room).
+RELAY_STOP_REASONS = ("room-closed", "shutdown")
+
+
+class RelayTokenRefused(DomainError):
+    """A request meant to come from a relay node without a valid node token."""
+
+    status = 401
+    code = "invalid_token"
 
 
 def visit_topic(visit_id: int) -> str:
@@ -218,6 +250,7 @@ def visit_check_in(*, visit_id: int, user: User, device_check: dict[str, Any]) -
     member.checked_in_at = timezone.now()
     member.device_check = checks
     member.save(update_fields=["state", "checked_in_at", "device_check"])
+    _recording_stop_unless_allowed(visit)
     _announce(
         visit,
         "visit.waiting",
@@ -242,6 +275,7 @@ def visit_admit(*, visit_id: int, user_id: int, by: User) -> VisitParticipant:
     member.admitted_at = timezone.now()
     member.admitted_by = by
     member.save(update_fields=["state", "admitted_at", "admitted_by"])
+    _recording_stop_unless_allowed(visit)
     if visit.state == Visit.State.WAITING:
         visit.state = Visit.State.IN_PROGRESS
         visit.started_at = timezone.now()
@@ -267,6 +301,7 @@ def visit_invite(*, visit_id: int, user: User, role: str, by: User) -> VisitPart
     if not user.is_active:
         raise DomainError(_("This account is not active."), code="inactive_user")
     member = _add(visit, user, role, by)
+    _recording_stop_unless_allowed(visit)
     notify_user_on_commit(
         user.pk, name="visit.invited", data={"visit": visit.pk, "by": by.display_name}
     )
@@ -314,6 +349,9 @@ def visit_leave(*, visit_id: int, user: User) -> None:
         member.state = VisitParticipant.State.LEFT
         member.save(update_fields=["state"])
         _announce(visit, "visit.left", {"user": user.pk})
+        if user.pk == visit.host_id:
+            # Nobody still in the visit could stop it.
+            _recording_end_running(visit, VisitRecordingSession.StopReason.HOST_LEFT)
 
 
 def visit_join(*, visit_id: int, user: User) -> dict[str, Any]:
@@ -453,7 +491,8 @@ def visit_snapshot_store(
 
 @transaction.atomic
 def visit_recording_consent(*, visit_id: int, user: User, consent: bool) -> VisitParticipant:
-    """Record one participant's yes or no to recording; withdrawing is a no."""
+    """Record one participant's yes or no to recording; withdrawing is a no, and
+    stops a running recording at once (``visit.recording_stopped``)."""
     visit = _locked(visit_id)
     member = _member(visit, user)
     member.recording_consent = bool(consent)
@@ -467,15 +506,296 @@ def visit_recording_consent(*, visit_id: int, user: User, consent: bool) -> Visi
         reason=_("recording consent"),
     )
     _announce(visit, "visit.recording_consent", {"user": user.pk, "consent": bool(consent)})
+    _recording_stop_unless_allowed(visit)
     return member
+
+
+def _members_in_visit(visit: Visit) -> QuerySet[VisitParticipant]:
+    return VisitParticipant.objects.filter(visit=visit).exclude(
+        state__in=[VisitParticipant.State.REMOVED, VisitParticipant.State.LEFT]
+    )
 
 
 def visit_recording_allowed(*, visit: Visit) -> bool:
     """True only if every participant still in the visit said yes."""
-    members = VisitParticipant.objects.filter(visit=visit).exclude(
-        state__in=[VisitParticipant.State.REMOVED, VisitParticipant.State.LEFT]
-    )
+    members = _members_in_visit(visit)
     return members.exists() and not members.exclude(recording_consent=True).exists()
+
+
+# --- Recording ---------------------------------------------------------------------------
+
+
+def _running_recording(visit: Visit) -> VisitRecordingSession | None:
+    return (
+        VisitRecordingSession.objects.select_for_update()
+        .filter(visit=visit, ended_at__isnull=True)
+        .first()
+    )
+
+
+def _recording_end(
+    visit: Visit,
+    session: VisitRecordingSession,
+    reason: str,
+    *,
+    by: User | None = None,
+    tell_relay: bool = True,
+) -> None:
+    """End ``session`` now (the visit's row is locked by the caller); the node is
+    told after commit to finish the files, which it then uploads."""
+    session.ended_at = timezone.now()
+    session.stop_reason = reason
+    session.save(update_fields=["ended_at", "stop_reason"])
+    audit_record(
+        actor=by,
+        action=AuditEvent.Action.UPDATE,
+        target=f"consult.visit:{visit.pk}:recording:{session.pk}:stopped",
+        patient=visit.patient,
+        reason=_("visit recording stopped"),
+    )
+    _announce(
+        visit,
+        "visit.recording_stopped",
+        {
+            "recording": str(session.pk),
+            "reason": reason,
+            "reason_label": session.get_stop_reason_display(),
+        },
+    )
+    if tell_relay:
+        room, recording_id = visit.room, str(session.pk)
+        transaction.on_commit(lambda: media.relay_recording_stop(room=room, recording=recording_id))
+
+
+def _recording_end_running(visit: Visit, reason: str, by: User | None = None) -> None:
+    running = _running_recording(visit)
+    if running is not None:
+        _recording_end(visit, running, reason, by=by)
+
+
+def _recording_stop_unless_allowed(visit: Visit) -> None:
+    """Keep the invariant: no recording while someone in the visit has not said yes."""
+    running = _running_recording(visit)
+    if running is not None and not visit_recording_allowed(visit=visit):
+        _recording_end(visit, running, VisitRecordingSession.StopReason.CONSENT)
+
+
+@transaction.atomic
+def visit_recording_start(*, visit_id: int, by: User) -> VisitRecordingSession:
+    """The host starts recording the whole visit (every participant's audio and video).
+
+    Refused (``Conflict``, code ``consent_missing``, naming who has not said yes)
+    unless every participant still in the visit consented, and outside an
+    in-progress visit. Idempotent: a running recording is returned as it is.
+    Takes the visit's row lock. Emits ``visit.recording_started`` after commit,
+    then asks the room's relay node to record; if the node cannot, the recording
+    ends at once (reason ``relay``, ``visit.recording_stopped``). Audited.
+    """
+    visit = _locked(visit_id)
+    _require_host(visit, by)
+    if visit.state != Visit.State.IN_PROGRESS:
+        raise Conflict(
+            _("A visit can be recorded only while it is in progress."), code="not_in_progress"
+        )
+    running = _running_recording(visit)
+    if running is not None:
+        return running
+    missing = list(
+        _members_in_visit(visit)
+        .exclude(recording_consent=True)
+        .select_related("user")
+        .order_by("id")
+    )
+    if missing:
+        names = ", ".join(m.user.display_name for m in missing)
+        raise Conflict(
+            _("Everyone in the visit must agree to the recording first. Not yet: %(names)s.")
+            % {"names": names},
+            code="consent_missing",
+            fields={"consent": [m.user.display_name for m in missing]},
+        )
+    session = VisitRecordingSession.objects.create(visit=visit, started_by=by)
+    audit_record(
+        actor=by,
+        action=AuditEvent.Action.CREATE,
+        target=f"consult.visit:{visit.pk}:recording:{session.pk}",
+        patient=visit.patient,
+        reason=_("visit recording started"),
+    )
+    _announce(
+        visit,
+        "visit.recording_started",
+        {
+            "recording": str(session.pk),
+            "by": by.display_name,
+            "started_at": session.started_at.isoformat(),
+        },
+    )
+    visit_pk, room, recording_id = visit.pk, visit.room, str(session.pk)
+    upload_url = media.recording_upload_url(visit_id=visit.pk)
+
+    def tell_relay() -> None:
+        if not media.relay_recording_start(
+            room=room, recording=recording_id, upload_url=upload_url
+        ):
+            visit_recording_relay_stopped(visit_id=visit_pk, recording_id=recording_id)
+
+    transaction.on_commit(tell_relay)
+    return session
+
+
+@transaction.atomic
+def visit_recording_stop(*, visit_id: int, by: User) -> VisitRecordingSession | None:
+    """The host stops the running recording (none running: nothing happens).
+    Emits ``visit.recording_stopped``; the node finishes and uploads the files."""
+    visit = _locked(visit_id)
+    _require_host(visit, by)
+    running = _running_recording(visit)
+    if running is not None:
+        _recording_end(visit, running, VisitRecordingSession.StopReason.STOPPED, by=by)
+    return running
+
+
+@transaction.atomic
+def visit_recording_relay_stopped(*, visit_id: int, recording_id: str) -> None:
+    """The relay node does not (or no longer) record: end the recording so no page
+    shows a recording that is not happening. Idempotent."""
+    visit = _locked(visit_id)
+    running = _running_recording(visit)
+    if running is not None and str(running.pk) == str(recording_id):
+        _recording_end(visit, running, VisitRecordingSession.StopReason.RELAY, tell_relay=False)
+
+
+@transaction.atomic
+def visit_recording_node_lost(*, visit_id: int) -> VisitRecordingSession | None:
+    """The room's relay node died: whatever it was recording is gone with it. End the
+    running recording (if any) so no page shows one; the host may start a new one
+    once everyone has rejoined. Idempotent."""
+    visit = _locked(visit_id)
+    running = _running_recording(visit)
+    if running is not None:
+        _recording_end(visit, running, VisitRecordingSession.StopReason.RELAY, tell_relay=False)
+    return running
+
+
+def visit_recording_upload_check(
+    *, visit_id: int, authorization: str | None, content_length: int | None
+) -> Any:
+    """Before an upload's body is read: the request must carry a relay node's
+    recording-upload token for this visit's room, announcing a file within limits.
+    Returns the token's claims; raises ``RelayTokenRefused`` (401) otherwise."""
+    from relay.tokens import TokenError
+
+    try:
+        claims = media.recording_upload_claims(authorization)
+    except TokenError as error:
+        raise RelayTokenRefused(error.detail, code=error.code) from None
+    visit = Visit.objects.filter(pk=visit_id).only("pk").first()
+    if visit is None or claims.room != visit.room:
+        raise RelayTokenRefused(_("This token is for another visit."), code="wrong_room")
+    if claims.size > MAX_RECORDING_BYTES or (content_length or 0) > MAX_RECORDING_BYTES + 65536:
+        raise DomainError(_("This recording is too large."), code="too_large")
+    return claims
+
+
+def _sniff_recording(head: bytes) -> str | None:
+    import filetype
+
+    kind = filetype.guess(head)
+    return kind.mime if kind is not None and kind.mime in RECORDING_TYPES else None
+
+
+def _epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+@transaction.atomic
+def visit_recording_store(
+    *, visit_id: int, claims: Any, upload: UploadedFile
+) -> tuple[VisitRecording, bool]:
+    """Keep a file a relay node recorded, in private storage; returns (it, whether new).
+
+    ``claims`` come from :func:`visit_recording_upload_check`. The file must be
+    what the node's token describes (size, SHA-256), WebM or Matroska by its
+    content, belong to a recording of this visit and a participant of it, and
+    must not run past its recording's stop by more than ``RECORDING_STOP_GRACE``
+    (it could hold someone who did not consent: refused, and the node deletes
+    it). Idempotent on the node's file id (a retried upload). Takes the visit's
+    row lock. Audited; the host and the patient hear ``visit.recording_saved``.
+    A stop the node reports (its shutdown, its room closed) ends the recording.
+    """
+    visit = _locked(visit_id)
+    if claims.room != visit.room:
+        raise RelayTokenRefused(_("This token is for another visit."), code="wrong_room")
+    try:
+        session_id, file_id = uuid.UUID(claims.recording), uuid.UUID(claims.file)
+        participant_id = int(claims.participant.removeprefix("u-"))
+        started, ended = _epoch(claims.started_at), _epoch(claims.ended_at)
+    except (ValueError, OverflowError, OSError):
+        raise DomainError(_("The recording is not described correctly."), code="invalid") from None
+    session = (
+        VisitRecordingSession.objects.select_for_update().filter(pk=session_id, visit=visit).first()
+    )
+    if session is None:
+        raise NotFound(_("No such recording."))
+    existing = VisitRecording.objects.filter(pk=file_id).first()
+    if existing is not None:
+        if existing.visit_id == visit.pk and existing.sha256 == claims.sha256:
+            return existing, False
+        raise Conflict(_("Another file was stored under this id."), code="duplicate")
+    if not VisitParticipant.objects.filter(visit=visit, user_id=participant_id).exists():
+        raise DomainError(_("This person is not in the visit."), code="not_participant")
+    if started < session.started_at - RECORDING_STOP_GRACE or (
+        session.ended_at is not None and ended > session.ended_at + RECORDING_STOP_GRACE
+    ):
+        raise Conflict(
+            _("This file runs outside the time the visit was being recorded."),
+            code="outside_recording",
+        )
+    if upload.size is None or upload.size > MAX_RECORDING_BYTES:
+        raise DomainError(_("This recording is too large."), code="too_large")
+    if upload.size != claims.size:
+        raise DomainError(_("The file is not the one described."), code="size_mismatch")
+    head = upload.read(8192)
+    upload.seek(0)
+    content_type = _sniff_recording(head)
+    if content_type is None:
+        raise DomainError(_("A recording is a WebM or Matroska file."), code="unsupported_type")
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    if digest.hexdigest() != claims.sha256:
+        raise DomainError(_("The file is not the one described."), code="digest_mismatch")
+    recording = VisitRecording(
+        id=file_id,
+        visit=visit,
+        session=session,
+        participant_id=participant_id,
+        content_type=content_type,
+        size=upload.size,
+        sha256=claims.sha256,
+        started_at=started,
+        ended_at=ended,
+    )
+    recording.file.save(file_id.hex, upload, save=False)
+    recording.save()
+    audit_record(
+        actor=None,
+        action=AuditEvent.Action.CREATE,
+        target=f"consult.visit:{visit.pk}:recording_file:{recording.pk}",
+        patient=visit.patient,
+        reason=_("visit recording stored"),
+    )
+    if claims.reason in RELAY_STOP_REASONS and session.ended_at is None:
+        _recording_end(visit, session, VisitRecordingSession.StopReason.RELAY, tell_relay=False)
+    for user_id in {visit.host_id, visit.patient.user_id}:
+        notify_user_on_commit(
+            user_id,
+            name="visit.recording_saved",
+            data={"visit": visit.pk, "recording": str(recording.pk)},
+        )
+    return recording, True
 
 
 @transaction.atomic
@@ -510,6 +830,7 @@ def visit_end(*, visit_id: int, by: User, summary: str = "") -> Visit:
     visit.ended_at = timezone.now()
     visit.summary = summary
     visit.save(update_fields=["state", "ended_at", "summary"])
+    _recording_end_running(visit, VisitRecordingSession.StopReason.VISIT_ENDED, by=by)
     for member in (
         VisitParticipant.objects.filter(visit=visit)
         .exclude(user_id__in=[visit.host_id, visit.patient.user_id])
@@ -544,5 +865,6 @@ def visit_cancel(*, visit_id: int, by: User, no_show: bool = False) -> Visit:
     visit.state = Visit.State.NO_SHOW if no_show else Visit.State.CANCELLED
     visit.ended_at = timezone.now()
     visit.save(update_fields=["state", "ended_at"])
+    _recording_end_running(visit, VisitRecordingSession.StopReason.VISIT_ENDED, by=by)
     _announce(visit, "visit.state", {"state": visit.state})
     return visit

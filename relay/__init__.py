@@ -7,6 +7,7 @@ Modules:
   the web tier without aiortc or Starlette
 - :mod:`relay.forwarding`: forwarding encoded frames through aiortc
 - :mod:`relay.node`: rooms, sessions, peer connections
+- :mod:`relay.recording`: muxes forwarded encoded frames into files, uploads them
 - :mod:`relay.app`: the HTTP API; ``python -m relay`` runs it
 
 This package is kept import-light: importing :mod:`relay` or

@@ -10,6 +10,13 @@
 - ``DELETE /rooms/{room}/participants/{participant_id}`` (cap ``admin``): cuts
   all of that participant's media at once, 204.
 - ``DELETE /rooms/{room}`` (cap ``admin``): closes the room, 204.
+- ``POST /rooms/{room}/recording`` (cap ``admin``), JSON ``{"recording", "upload_url"}``:
+  records the room from now on, 201 (200 if that recording already runs);
+  ``DELETE /rooms/{room}/recording[?recording=<id>]`` (cap ``admin``): finishes
+  the files, 200 with their ids; they are uploaded to ``upload_url`` afterwards.
+- ``POST /rooms/{room}/subscriptions/{publisher_id}/video`` (cap ``subscribe``,
+  the subscriber's own token), JSON ``{"paused": bool}``: audio-only mode for
+  that subscription; no video is sent while paused.
 - ``GET /rooms/{room}/events`` (any cap for the room): server-sent events
   ``hello``, ``publisher-joined``, ``publisher-left``, ``participant-removed``,
   ``removed``, ``room-closed``, ``rejoin`` (the node is going away).
@@ -40,6 +47,7 @@ from starlette.routing import Route
 
 from .config import RelayConfig
 from .node import RelayError, RelayNode
+from .recording import valid_upload_url
 from .tokens import Claims, TokenError, authorize, bearer_token, decode_token
 
 logger = logging.getLogger(__name__)
@@ -47,6 +55,7 @@ logger = logging.getLogger(__name__)
 ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9._:@-]{1,128}$")
 SDP_TYPES = ("application/sdp",)
 EVENTS_KEEPALIVE = 15.0
+MAX_JSON_BYTES = 8 * 1024
 
 
 def error(status: int, code: str, detail: str) -> JSONResponse:
@@ -91,6 +100,24 @@ async def _offer(request: Request) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise RelayError(400, "bad_sdp", "the SDP offer is not UTF-8 text") from None
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise RelayError(415, "unsupported_media_type", "send a JSON body (application/json)")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise RelayError(413, "body_too_large", "the request body is too large")
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise RelayError(400, "bad_request", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise RelayError(400, "bad_request", "the body must be a JSON object")
+    return data
 
 
 def _answer(session: Any, answer: str) -> Response:
@@ -144,6 +171,43 @@ async def close_room(request: Request) -> Response:
     _claims(request, room, "admin")
     await _node(request).close_room(room)
     return Response(status_code=204)
+
+
+async def start_recording(request: Request) -> Response:
+    room = _path_id(request, "room")
+    _claims(request, room, "admin")
+    body = await _json_body(request)
+    recording_id, upload_url = body.get("recording"), body.get("upload_url")
+    if not isinstance(recording_id, str) or not ID_PATTERN.match(recording_id):
+        raise RelayError(400, "bad_request", "a valid 'recording' id is required")
+    if not valid_upload_url(upload_url):
+        raise RelayError(400, "bad_request", "'upload_url' must be an http(s) URL")
+    publishers, new = await _node(request).start_recording(room, recording_id, upload_url)
+    return JSONResponse(
+        {"recording": recording_id, "publishers": publishers}, status_code=201 if new else 200
+    )
+
+
+async def stop_recording(request: Request) -> Response:
+    room = _path_id(request, "room")
+    _claims(request, room, "admin")
+    recording_id = request.query_params.get("recording")
+    if recording_id is not None and not ID_PATTERN.match(recording_id):
+        raise RelayError(400, "bad_id", "invalid recording")
+    files = await _node(request).stop_recording(room, recording_id)
+    return JSONResponse({"files": [{"id": f.id, "participant": f.participant} for f in files]})
+
+
+async def video_subscription(request: Request) -> Response:
+    room = _path_id(request, "room")
+    publisher_id = _path_id(request, "publisher_id")
+    claims = _claims(request, room, "subscribe")
+    body = await _json_body(request)
+    paused = body.get("paused")
+    if not isinstance(paused, bool):
+        raise RelayError(400, "bad_request", "'paused' must be true or false")
+    tracks = _node(request).set_video_paused(room, claims.sub, publisher_id, paused)
+    return JSONResponse({"paused": paused, "tracks": tracks})
 
 
 async def events(request: Request) -> Response:
@@ -255,6 +319,13 @@ def create_app(config: RelayConfig, *, node: RelayNode | None = None) -> Starlet
                 methods=["DELETE"],
             ),
             Route("/rooms/{room}/events", events, methods=["GET"]),
+            Route("/rooms/{room}/recording", start_recording, methods=["POST"]),
+            Route("/rooms/{room}/recording", stop_recording, methods=["DELETE"]),
+            Route(
+                "/rooms/{room}/subscriptions/{publisher_id}/video",
+                video_subscription,
+                methods=["POST"],
+            ),
             Route("/rooms/{room}", close_room, methods=["DELETE"]),
         ],
         middleware=middleware,

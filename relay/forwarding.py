@@ -41,6 +41,14 @@ Fallback. A subscriber that cannot take the publisher's codec gets a track
 from aiortc's ``MediaRelay`` over the receiver's decoded track (decode once,
 encode per such subscriber); the tap switches decoding on for as long as such
 subscribers exist, starting at a keyframe, with a bounded decoder backlog.
+
+Pausing. A subscriber in audio-only mode pauses its copy of a video track
+(:meth:`EncodedTrack.set_paused`): nothing is queued for it, so its sender
+has nothing to packetize and sends no video at all; resuming waits for a
+keyframe, which it asks the publisher for.
+
+Observers. :attr:`PublishedTrack.observers` see every encoded frame as it
+arrives, subscribers or not (the recorder in ``relay/recording.py``).
 """
 
 from __future__ import annotations
@@ -295,14 +303,20 @@ class EncodedTrack(MediaStreamTrack):
         self._wakeup = asyncio.Event()
         self._armed = False
         self._need_keyframe = self.kind == "video"
+        self.paused = False
         self.sent = 0
         self.dropped = 0
+        #: frames not queued because the subscriber paused this track
+        self.withheld = 0
         self.overflows = 0
         self.residence_total = 0.0
         self.residence_max = 0.0
 
     def push(self, frame: EncodedFrame) -> None:
         if not self._armed or self.readyState != "live":
+            return
+        if self.paused:
+            self.withheld += 1
             return
         if frame.codec_name != self.codec_name:
             self.dropped += 1
@@ -351,6 +365,23 @@ class EncodedTrack(MediaStreamTrack):
     def queued(self) -> int:
         return len(self._frames)
 
+    def set_paused(self, paused: bool) -> None:
+        """Withhold frames (nothing reaches the sender, so nothing is sent) or resume.
+
+        Resuming video starts again at a keyframe, asked of the publisher now
+        (within the per-track rate limit), so the picture comes back quickly.
+        """
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if paused:
+            self._frames.clear()
+            return
+        if self.kind == "video":
+            self._need_keyframe = True
+            if self._armed and self.source is not None:
+                self.source.request_keyframe()
+
     def stop(self) -> None:
         super().stop()
         if self.source is not None:
@@ -374,36 +405,74 @@ class TranscodedTrack(MediaStreamTrack):
         self.source: PublishedTrack | None = source
         self._proxy = proxy
         self._started = False
+        # whether this track counts among the source's readers of decoded frames
+        self._counted = False
+        self.paused = False
+        self._resumed = asyncio.Event()
+
+    def _count(self, reading: bool) -> None:
+        if self.source is None or reading == self._counted:
+            return
+        self._counted = reading
+        if reading:
+            self.source._transcoder_started()
+        else:
+            self.source._transcoder_stopped()
 
     async def recv(self) -> Any:
+        self._started = True
+        while self.paused and self.readyState == "live":
+            # Not reading the proxy: a paused subscriber costs no decoding.
+            self._resumed.clear()
+            await self._resumed.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        if not self._started and self.source is not None:
-            self._started = True
-            self.source._transcoder_started()
+        self._count(True)
         try:
             return await self._proxy.recv()
         except MediaStreamError:
             self.stop()
             raise
 
+    def set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if self._started:
+            # Resuming counts the track again, which switches decoding on from a
+            # keyframe (requested) if it was the only re-encoding subscriber.
+            self._count(not paused)
+        if not paused:
+            self._resumed.set()
+
     def stop(self) -> None:
         super().stop()
         self._proxy.stop()
+        self._resumed.set()
         if self.source is not None:
             self.source.transcoded.discard(self)
-            if self._started:
-                self.source._transcoder_stopped()
+            self._count(False)
             self.source = None
 
 
-def hook_sender_keyframes(sender: RTCRtpSender, source: PublishedTrack) -> None:
+def hook_sender_keyframes(
+    sender: RTCRtpSender, source: PublishedTrack, sink: EncodedTrack | None = None
+) -> None:
     """Route PLI/FIR a subscriber sends to this sender to the publisher.
 
     ``RTCRtpSender._handle_rtcp_packet`` calls ``self._send_keyframe()`` on
-    PLI/FIR; the override lives on this sender instance only.
+    PLI/FIR; the override lives on this sender instance only. Requests from a
+    subscriber that paused ``sink`` are ignored: it would not get the keyframe.
     """
-    sender._send_keyframe = source.request_keyframe  # type: ignore[method-assign]
+
+    def send_keyframe() -> None:
+        if sink is None or not sink.paused:
+            source.request_keyframe()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+FrameObserver = Callable[["PublishedTrack", RTCRtpCodecParameters, JitterFrame, bool], None]
 
 
 class PublishedTrack:
@@ -436,6 +505,8 @@ class PublishedTrack:
         self.transcode_buffered = transcode_buffered
         self.sinks: set[EncodedTrack] = set()
         self.transcoded: set[TranscodedTrack] = set()
+        #: called with (track, codec, frame, keyframe) for every frame, on the loop thread
+        self.observers: set[FrameObserver] = set()
         self.closed = False
         self.frames_forwarded = 0
         self.pli_sent = 0
@@ -473,6 +544,11 @@ class PublishedTrack:
             self.codec = codec
         if keyframe:
             self._keyframe_wanted = False
+        for observer in tuple(self.observers):
+            try:
+                observer(self, codec, frame, keyframe)
+            except Exception:  # a failing observer must not stop forwarding
+                logger.exception("relay frame observer failed")
         if not self.sinks:
             return
         packet = av.Packet(frame.data)
@@ -583,6 +659,7 @@ class PublishedTrack:
             track.stop()
         self.sinks.clear()
         self.transcoded.clear()
+        self.observers.clear()
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,14 @@ session is deleted, its participant removed, its room closed, its publisher
 leaves (subscriptions to it), its ICE/DTLS fails or closes, it does not
 connect within ``connect_timeout``, or the node shuts down.
 
+A room may be recorded (:mod:`relay.recording`) when the web tier asks: every
+publisher, present or arriving, gets a file of its own, finished when it
+leaves, when the recording stops, when the room is closed or when the node
+shuts down (uploads are then given ``upload_drain_timeout`` seconds).
+
+A subscriber may pause its copy of a publisher's video (audio-only mode):
+no video frames are sent to it until it resumes.
+
 SDP and ICE data are never logged: only session ids, rooms, participants,
 kinds and codec names.
 """
@@ -35,6 +43,7 @@ from .forwarding import (
     drain_receiver,
     hook_sender_keyframes,
 )
+from .recording import FinishedFile, Recorder
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +171,9 @@ class RelayNode:
         self._removed: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = {"sessions_opened": 0, "sessions_closed": 0, "bad_offers": 0}
+        self.recorder = Recorder(secret=config.token_secret, node_id=config.node_id)
+        #: seconds the node waits at shutdown for recording uploads in flight
+        self.upload_drain_timeout = 20.0
 
     # ------------------------------------------------------------------ load
 
@@ -201,6 +213,9 @@ class RelayNode:
             "queue_seconds_total": sum(t.residence_total for t in sinks),
             "queue_seconds_max": max((t.residence_max for t in sinks), default=0.0),
             "pli_sent": sum(src.pli_sent for src in published),
+            "paused_tracks": sum(1 for t in sinks if t.paused),
+            "frames_withheld": sum(t.withheld for t in sinks),
+            **self.recorder.stats(),
         }
 
     # ------------------------------------------------------------------ admission
@@ -360,6 +375,7 @@ class RelayNode:
         room = self._room(room_id)
         room.publishers[participant] = session
         self._register(session)
+        self.recorder.attach(room_id, session.id, participant, session.sources)
         logger.info(
             "publish %s room=%s participant=%s tracks=%s",
             session.id,
@@ -408,10 +424,11 @@ class RelayNode:
                     pc.addTransceiver(media.kind, direction="inactive")
                     continue
                 if source.accepts(media.rtp.codecs):
-                    track: MediaStreamTrack = source.add_sink()
+                    sink = source.add_sink()
+                    track: MediaStreamTrack = sink
                     transceiver = pc.addTransceiver(track, direction="sendonly")
                     transceiver.setCodecPreferences(source.codec_preferences())
-                    hook_sender_keyframes(transceiver.sender, source)
+                    hook_sender_keyframes(transceiver.sender, source, sink)
                     modes.append(f"{media.kind}/{source.codec_name}:forward")
                 else:
                     track = source.transcoded_track()
@@ -460,6 +477,9 @@ class RelayNode:
             return
         session.closed = True
         self._cut(session)
+        if session.kind == "publish":
+            # Its recording file (if the room is being recorded) is finished and uploaded.
+            await self.recorder.detach(session.room, session.id)
         room = self.rooms.get(session.room)
         dependents: list[Session] = []
         if room is not None:
@@ -511,6 +531,7 @@ class RelayNode:
         return len(sessions)
 
     async def close_room(self, room_id: str) -> int:
+        await self.recorder.stop(room_id, reason="room-closed")
         room = self.rooms.get(room_id)
         if room is None:
             return 0
@@ -523,6 +544,73 @@ class RelayNode:
         await asyncio.gather(*(self.close_session(s.id, reason="room closed") for s in sessions))
         self._forget_room_if_empty(room_id)
         return len(sessions)
+
+    # ------------------------------------------------------------------ audio-only
+
+    def set_video_paused(
+        self, room_id: str, participant: str, publisher_id: str, paused: bool
+    ) -> int:
+        """Pause (or resume) the video ``participant`` receives from ``publisher_id``.
+
+        Paused, the subscriber's video sender gets no frames, so it sends no
+        video at all; resuming asks the publisher for a keyframe. Returns the
+        number of video tracks changed; 404 if there is no such subscription.
+        """
+        room = self.rooms.get(room_id)
+        sessions = [
+            s
+            for s in (room.sessions.values() if room else ())
+            if s.kind == "subscribe"
+            and s.participant == participant
+            and s.publisher == publisher_id
+        ]
+        if not sessions:
+            raise RelayError(
+                404, "subscription_not_found", "no subscription to that participant here"
+            )
+        changed = 0
+        for session in sessions:
+            for track in session.tracks:
+                if track.kind == "video" and hasattr(track, "set_paused"):
+                    track.set_paused(paused)
+                    changed += 1
+        logger.info(
+            "video %s room=%s participant=%s publisher=%s",
+            "paused" if paused else "resumed",
+            room_id,
+            participant,
+            publisher_id,
+        )
+        return changed
+
+    # ------------------------------------------------------------------ recording
+
+    async def start_recording(
+        self, room_id: str, recording_id: str, upload_url: str
+    ) -> tuple[int, bool]:
+        """Record the room (see :mod:`relay.recording`); returns (publishers, whether new)."""
+        if self.closing:
+            raise RelayError(503, "node_closing", "this relay node is shutting down")
+        room = self.rooms.get(room_id)
+        publishers = [
+            (s.id, s.participant, s.sources)
+            for s in (room.publishers.values() if room else ())
+            if not s.closed
+        ]
+        recording, new = await self.recorder.start(room_id, recording_id, upload_url, publishers)
+        if new:
+            self.emit(room_id, {"type": "recording-started"})
+        return len(recording.publishers), new
+
+    async def stop_recording(
+        self, room_id: str, recording_id: str | None = None
+    ) -> list[FinishedFile]:
+        """Finish the room's recording files (uploads continue in the background)."""
+        files = await self.recorder.stop(room_id, recording_id, reason="stopped")
+        if files is None:
+            raise RelayError(404, "not_recording", "this room is not being recorded")
+        self.emit(room_id, {"type": "recording-stopped"})
+        return files
 
     # ------------------------------------------------------------------ events
 
@@ -566,6 +654,7 @@ class RelayNode:
 
     async def shutdown(self) -> None:
         self.begin_shutdown()
+        await self.recorder.stop_all(reason="shutdown")
         sessions = list(self.sessions.values())
         for session in sessions:
             self._cut(session)
@@ -574,3 +663,4 @@ class RelayNode:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.recorder.drain(self.upload_drain_timeout)

@@ -253,6 +253,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two models call their choices "state"; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "VisitStateEnum": "consult.models.Visit.State",
+        "VisitParticipantStateEnum": "consult.models.VisitParticipant.State",
+    },
 }
 
 # --- Internationalisation -----------------------------------------------------
@@ -317,6 +322,9 @@ RELAY_URL = env.str("RELAY_URL", default="http://127.0.0.1:8081")
 # With Redis, refuse to place a room when no node is registered (production);
 # off, the configured RELAY_URL serves as the one node.
 RELAY_REQUIRE_REGISTRY = env.bool("RELAY_REQUIRE_REGISTRY", default=False)
+# Where relay nodes upload finished visit recordings: this web tier as the nodes
+# reach it (compose: http://web:8000). Empty: the address `make run` serves on.
+RELAY_RECORDING_UPLOAD_BASE = env.str("RELAY_RECORDING_UPLOAD_BASE", default="")
 # STUN/TURN for browsers. TURN credentials follow coturn's REST format
 # (use-auth-secret): username "expiry:user", password base64(HMAC-SHA1(secret, username)).
 TURN_URLS = env.list("TURN_URLS", default=[])
@@ -324,8 +332,10 @@ TURN_SHARED_SECRET = env.str("TURN_SHARED_SECRET", default="")
 # Anyone who knows the secret can mint TURN credentials and relay through our
 # server: production refuses a missing, short or well-known one when TURN is on.
 _KNOWN_TURN_SECRETS = {"", "change-me-turn-secret"}
-if not DEBUG and TURN_URLS and (
-    TURN_SHARED_SECRET in _KNOWN_TURN_SECRETS or len(TURN_SHARED_SECRET) < 32
+if (
+    not DEBUG
+    and TURN_URLS
+    and (TURN_SHARED_SECRET in _KNOWN_TURN_SECRETS or len(TURN_SHARED_SECRET) < 32)
 ):
     raise ImproperlyConfigured(
         "Production mode with TURN_URLS needs TURN_SHARED_SECRET: at least 32 random "

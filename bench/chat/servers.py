@@ -193,6 +193,9 @@ TARGETS: dict[str, Target] = {
                _daphne(), processes=2),
         Target("uvicorn-x2", "two uvicorn processes, sockets alternating, fan-out via Redis",
                _uvicorn(*UVICORN_WS), processes=2),
+        # The other Redis layer, for the choice between them (settings.REDIS_CHANNEL_LAYER).
+        Target("daphne-x2-pubsub", "two daphne processes, fan-out via the Redis pub/sub layer",
+               _daphne(), processes=2, env={"REDIS_CHANNEL_LAYER": "pubsub"}),
         # Why daphne is slower, and what helps: one change at a time, then together.
         Target("daphne-nonvx", "daphne with autobahn's NVX C extensions off (AUTOBAHN_USE_NVX=0)",
                _daphne(), env={"AUTOBAHN_USE_NVX": "0"}),

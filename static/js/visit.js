@@ -157,6 +157,7 @@ async function refresh() {
     renderWaitingList(visit);
   }
   showDoctorStatus();
+  renderRecording(visit);
   const admitted = mine && mine.state === "admitted";
   $("waiting-room").hidden = isHost || admitted || !live;
   $("call").hidden = !(admitted && live);
@@ -329,6 +330,7 @@ async function join() {
   });
   const location = await negotiate(pc, `${joinInfo.relay}/rooms/${joinInfo.room}/publish`, joinInfo.token);
   state.publisher = { pc, location, join: joinInfo };
+  if (state.audioOnly) await applyAudioOnly(true); // kept from before a reload or rejoin
   await api(`/api/v1/visits/${visitId}/published/`, { method: "POST" });
   for (const other of joinInfo.admitted) subscribe(other.participant, other.name);
 }
@@ -378,6 +380,10 @@ async function subscribe(participant, name, attempt = 0) {
       `${joinInfo.relay}/rooms/${joinInfo.room}/subscribe/${participant}`,
       joinInfo.token,
     );
+    if (state.audioOnly) {
+      tile.classList.add("audio-only");
+      setVideoPaused(participant, true, joinInfo).catch(() => null);
+    }
   } catch (error) {
     dropSubscription(participant);
     // The participant may not have published yet: try again a few times.
@@ -431,18 +437,42 @@ $("camera-off").addEventListener("click", (event) => {
 
 $("audio-only").addEventListener("click", async (event) => {
   const on = event.currentTarget.getAttribute("aria-pressed") !== "true";
-  event.currentTarget.setAttribute("aria-pressed", String(on));
+  await applyAudioOnly(on);
+  await api(`/api/v1/visits/${visitId}/audio-only/`, { method: "POST", body: { audio_only: on } });
+});
+
+// --- Audio-only mode ---------------------------------------------------------------------
+// Real on the wire, for poor connections: our camera stops sending (the sender's track is
+// replaced by nothing) and the relay stops sending us everyone's video (each subscription
+// is paused there with our own join token). Turning it off asks the publishers for a
+// keyframe (the relay does), so pictures come back within about a second.
+
+async function setVideoPaused(participant, paused, joinInfo) {
+  const response = await fetch(`${joinInfo.relay}/rooms/${joinInfo.room}/subscriptions/${participant}/video`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${joinInfo.token}` },
+    body: JSON.stringify({ paused }),
+  });
+  if (!response.ok) throw new Error(`relay answered ${response.status}`);
+}
+
+async function applyAudioOnly(on) {
+  state.audioOnly = on;
+  $("audio-only").setAttribute("aria-pressed", String(on));
   const sender = state.publisher?.pc.getSenders().find((s) => s.track?.kind === "video" || (!s.track && on === false));
   const videoTrack = state.stream?.getVideoTracks()[0] || null;
   if (sender) await sender.replaceTrack(on ? null : videoTrack);
-  for (const entry of state.subscriptions.values()) {
-    for (const receiver of entry.pc?.getReceivers() || []) {
-      if (receiver.track.kind === "video") receiver.track.enabled = !on;
-    }
-    entry.tile.classList.toggle("audio-only", on);
+  const connected = [...state.subscriptions].filter(([, entry]) => entry.location);
+  for (const [, entry] of state.subscriptions) entry.tile.classList.toggle("audio-only", on);
+  if (!connected.length) return;
+  let joinInfo;
+  try {
+    joinInfo = await freshJoin();
+  } catch {
+    return; // the next subscription applies the mode again
   }
-  await api(`/api/v1/visits/${visitId}/audio-only/`, { method: "POST", body: { audio_only: on } });
-});
+  await Promise.all(connected.map(([participant]) => setVideoPaused(participant, on, joinInfo).catch(() => null)));
+}
 
 $("leave").addEventListener("click", async () => {
   await hangUp();
@@ -474,6 +504,256 @@ if (isHost) {
     await api(`/api/v1/visits/${visitId}/end/`, { method: "POST", body: { summary: $("summary").value } });
     await hangUp();
     await refresh();
+  });
+}
+
+// --- Recording: consent, the host's start/stop, the notice everyone sees --------------------
+// The server keeps the rule (recording only while everyone in the visit agrees) and stops a
+// recording itself when it breaks; the page shows the state it is told and asks for changes.
+
+const recordingText = $("recording-panel")?.dataset || {};
+
+// The page's recording texts mark their blanks {like_this}: Django's {% translate %}
+// would double a "%" in the catalogue's key.
+function fillRecording(template, values) {
+  return (template || "").replace(/\{(\w+)\}/g, (_, key) => values[key] ?? "");
+}
+
+function showRecordingIndicator(recording) {
+  $("recording-indicator").hidden = !recording;
+}
+
+function renderRecording(visit) {
+  const panel = $("recording-panel");
+  if (!panel) return;
+  const live = visit.state === "waiting" || visit.state === "in_progress";
+  const mine = visit.participants.find((p) => p.user === me);
+  const mayOpenFiles = Boolean($("recording-files-show"));
+  panel.hidden = !mine || (!live && !mayOpenFiles);
+  showRecordingIndicator(live && visit.recording);
+  const consent = $("recording-consent");
+  consent.closest("label").hidden = !live;
+  if (!consent.disabled) consent.checked = mine?.recording_consent === true;
+  if (!isHost) return;
+  const present = visit.participants.filter((p) => !["removed", "left"].includes(p.state));
+  $("recording-consents").replaceChildren(
+    ...present.map((person) => {
+      const item = document.createElement("li");
+      const answer = { true: recordingText.labelAgreed, false: recordingText.labelDeclined }[person.recording_consent];
+      item.textContent = `${person.name}: ${answer || recordingText.labelUnasked}`;
+      item.dataset.consent = String(person.recording_consent);
+      return item;
+    }),
+  );
+  const missing = present.filter((p) => p.recording_consent !== true).map((p) => p.name);
+  const toggle = $("recording-toggle");
+  toggle.hidden = !live;
+  if (visit.recording) {
+    toggle.textContent = recordingText.labelStop;
+    toggle.disabled = false;
+    const time = new Date(visit.recording.started_at).toLocaleTimeString("vi-VN", { hour: "2-digit", minute: "2-digit" });
+    $("recording-why").textContent = fillRecording(recordingText.labelRunning, { time, name: visit.recording.started_by });
+  } else {
+    toggle.textContent = recordingText.labelStart;
+    toggle.disabled = missing.length > 0 || visit.state !== "in_progress";
+    $("recording-why").textContent = missing.length
+      ? fillRecording(recordingText.labelWaiting, { names: missing.join(", ") })
+      : visit.state !== "in_progress"
+        ? recordingText.labelNotStarted
+        : recordingText.labelReady;
+  }
+}
+
+$("recording-consent")?.addEventListener("change", async (event) => {
+  const box = event.currentTarget;
+  box.disabled = true;
+  try {
+    await api(`/api/v1/visits/${visitId}/consent/`, { method: "POST", body: { recording: box.checked } });
+    notice(box.checked ? recordingText.labelConsentGiven : recordingText.labelConsentWithdrawn);
+  } catch (error) {
+    box.checked = !box.checked;
+    notice(error.message || t.error, "error");
+  } finally {
+    box.disabled = false;
+  }
+});
+
+$("recording-toggle")?.addEventListener("click", async (event) => {
+  const toggle = event.currentTarget;
+  const action = state.visit?.recording ? "stop" : "start";
+  toggle.disabled = true;
+  try {
+    state.visit = await api(`/api/v1/visits/${visitId}/recording/${action}/`, { method: "POST" });
+    renderRecording(state.visit);
+  } catch (error) {
+    notice(error.message || t.error, "error");
+    await refresh();
+  }
+});
+
+// The list of saved files is loaded on request only: every listing is an audited read.
+async function showRecordingFiles() {
+  const list = $("recording-files");
+  if (!list) return;
+  const files = await api(`/api/v1/visits/${visitId}/recordings/`);
+  list.hidden = false;
+  if (!files.length) {
+    const empty = document.createElement("li");
+    empty.className = "muted empty";
+    empty.textContent = recordingText.labelNoFiles;
+    list.replaceChildren(empty);
+    return;
+  }
+  list.replaceChildren(
+    ...files.map((file) => {
+      const item = document.createElement("li");
+      const when = new Date(file.started_at).toLocaleString("vi-VN");
+      const size = `${(file.size / 1048576).toFixed(1)} MB`;
+      item.append(`${file.name} · ${when} · ${size} `);
+      const link = document.createElement("a");
+      link.href = file.url;
+      link.textContent = recordingText.labelDownload;
+      link.setAttribute("download", "");
+      item.append(link);
+      return item;
+    }),
+  );
+}
+
+$("recording-files-show")?.addEventListener("click", () =>
+  showRecordingFiles().catch((error) => notice(error.message || t.error, "error")),
+);
+
+realtime.addEventListener("event", async (event) => {
+  const { topic, name, data } = event.detail;
+  if (topic === "user") {
+    if (name === "visit.recording_saved" && data?.visit === visitId) {
+      notice(recordingText.labelSaved);
+      if (!$("recording-files")?.hidden) showRecordingFiles().catch(() => null);
+    }
+    return;
+  }
+  if (data?.visit !== visitId) return;
+  if (name === "visit.recording_started") {
+    showRecordingIndicator(true); // at once, before the page reloads the visit
+    notice(recordingText.labelStarted, "warning");
+    await refresh();
+  } else if (name === "visit.recording_stopped") {
+    if (state.visit) {
+      state.visit = { ...state.visit, recording: null };
+      renderRecording(state.visit); // at once; the refetch below confirms
+    }
+    showRecordingIndicator(false);
+    notice(fillRecording(recordingText.labelStopped, { reason: data.reason_label || data.reason }));
+    await refresh();
+  } else if (name === "visit.recording_consent" && isHost) {
+    const person = state.visit?.participants.find((p) => p.user === data.user);
+    if (person) {
+      person.recording_consent = data.consent;
+      renderRecording(state.visit);
+    }
+    await refresh();
+  }
+});
+
+// --- Invite a specialist (host only) -------------------------------------------------------
+// Search the directory by name (debounced: one request per pause in typing), choose a
+// person and a role, then POST the invitation; the "visit.invited" event refreshes the page.
+
+function fill(template, values) {
+  return template.replace(/%\((\w+)\)s/g, (_, key) => values[key] ?? "");
+}
+
+function readableError(error) {
+  const fields = Object.values(error.data?.fields || {}).flat().join(" ");
+  return [error.message || t.error, fields].filter(Boolean).join(" ");
+}
+
+if (isHost && $("invite-form")) {
+  const invite = { chosen: null, timer: null, asked: 0 };
+  const status = (text, kind = "") => {
+    $("invite-status").textContent = text;
+    $("invite-status").dataset.kind = kind;
+  };
+  const choose = (person) => {
+    invite.chosen = person;
+    $("invite-chosen").textContent = fill(t.inviteChosen, { name: person.name });
+    $("invite-chosen").hidden = false;
+    $("invite-results").replaceChildren();
+    $("invite-role").focus();
+  };
+  const search = async (query) => {
+    const asked = ++invite.asked;
+    status(t.inviteSearching);
+    let found;
+    try {
+      found = await api(`/visits/clinicians/?q=${encodeURIComponent(query)}`);
+    } catch (error) {
+      if (asked === invite.asked) status(readableError(error), "error");
+      return;
+    }
+    if (asked !== invite.asked) return; // an answer to an older query
+    const results = found?.results || [];
+    status(results.length ? "" : t.inviteNoMatch);
+    $("invite-results").replaceChildren(
+      ...results.map((person) => {
+        const item = document.createElement("li");
+        const who = document.createElement("span");
+        who.className = "person";
+        const name = document.createElement("strong");
+        name.textContent = person.title ? `${person.title} ${person.name}` : person.name;
+        const where = document.createElement("span");
+        where.className = "muted";
+        where.textContent = [person.kind, person.facility, person.specialties.join(", ")].filter(Boolean).join(" · ");
+        who.append(name, " ", where);
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "small";
+        button.textContent = t.inviteChoose;
+        button.setAttribute("aria-label", `${t.inviteChoose}: ${person.name}`);
+        button.addEventListener("click", () => choose(person));
+        item.append(who, button);
+        return item;
+      }),
+    );
+  };
+  $("invite-query").addEventListener("input", () => {
+    clearTimeout(invite.timer);
+    invite.chosen = null;
+    $("invite-chosen").hidden = true;
+    const query = $("invite-query").value.trim();
+    if (query.length < 2) {
+      invite.asked += 1;
+      $("invite-results").replaceChildren();
+      status("");
+      return;
+    }
+    invite.timer = setTimeout(() => search(query), 300);
+  });
+  $("invite-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!invite.chosen) {
+      status(t.inviteChooseFirst, "error");
+      $("invite-query").focus();
+      return;
+    }
+    const role = $("invite-role");
+    $("invite-send").disabled = true;
+    try {
+      await api(`/api/v1/visits/${visitId}/invite/`, {
+        method: "POST",
+        body: { user_id: invite.chosen.id, role: role.value },
+      });
+      status(fill(t.inviteSent, { name: invite.chosen.name, role: role.selectedOptions[0].textContent }), "ok");
+      invite.chosen = null;
+      $("invite-chosen").hidden = true;
+      $("invite-query").value = "";
+      await refresh();
+    } catch (error) {
+      status(readableError(error), "error");
+    } finally {
+      $("invite-send").disabled = false;
+    }
   });
 }
 
