@@ -58,26 +58,56 @@ async def publish_now(topic: str, event: dict[str, Any]) -> None:
 # The event loop of this web process, registered by its hub. Code running on a
 # worker thread of that loop (a socket's query) hands the publish to the loop
 # and returns at once, instead of blocking its thread until Redis answers.
-_process_loop: asyncio.AbstractEventLoop | None = None
+#
+# One consumer task sends them, in the order they were handed over. Starting a
+# coroutine per publish instead let hundreds of group_sends race for the Redis
+# connection pool under load ("Too many connections"), and every event that
+# lost the race had to be repaired from the database seconds later.
+MAX_PENDING_PUBLISHES = 10_000
+
+
+class _LoopPublisher:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.task = loop.create_task(self._run(), name="realtime-publisher")
+
+    async def _run(self) -> None:
+        while True:
+            topic, event = await self.queue.get()
+            await publish_now(topic, event)
+
+    def offer(self, topic: str, event: dict[str, Any]) -> None:
+        """On the loop's thread: queue the publish (or drop it when Redis has fallen
+        far behind: readers repair a lost event from the database)."""
+        if self.queue.qsize() >= MAX_PENDING_PUBLISHES:
+            logger.warning("realtime publisher %d behind; dropped an event", self.queue.qsize())
+            return
+        self.queue.put_nowait((topic, event))
+
+
+_publisher: _LoopPublisher | None = None
 
 
 def register_process_loop(loop: asyncio.AbstractEventLoop) -> None:
-    global _process_loop
-    _process_loop = loop
+    """Called on ``loop`` by the process's hub when it starts (tests start new ones)."""
+    global _publisher
+    if _publisher is None or _publisher.loop is not loop or _publisher.task.done():
+        _publisher = _LoopPublisher(loop)
 
 
 def _publish(topic: str, event: dict[str, Any]) -> None:
-    loop = _process_loop
-    if loop is not None and loop.is_running():
+    publisher = _publisher
+    if publisher is not None and publisher.loop.is_running():
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is not loop:
-            # Fire and forget on the process loop; order per caller is kept
-            # because the loop runs callbacks in the order they were scheduled.
-            asyncio.run_coroutine_threadsafe(publish_now(topic, event), loop)
-            return
+        if running is publisher.loop:
+            publisher.offer(topic, event)
+        else:
+            publisher.loop.call_soon_threadsafe(publisher.offer, topic, event)
+        return
     async_to_sync(publish_now)(topic, event)
 
 
