@@ -182,3 +182,32 @@ def test_a_coordinator_runs_and_reviews_an_auto_assignment(web, people, browser)
 
     assert page.locator("#run-summary").get_by_text("Chi phí phương án tham lam").count() == 1
     assert errors == []
+
+
+@pytest.fixture
+def offered(web):
+    """A mentor who offered to guide a district doctor; the doctor has not answered yet."""
+    mentor = clinician(FacilityLevel.CENTRAL, specialties=("cardiology",), name="GS Phạm Quang")
+    mentee = clinician(FacilityLevel.DISTRICT, name="BS Đặng Thu")
+    services.do_mentorship_request(mentor=mentor, mentee=mentee, requested_by=mentor.user)
+    return {"mentor": mentor, "mentee": mentee}
+
+
+def test_a_doctor_accepts_a_mentors_offer_and_the_mentor_sees_it_live(web, offered, browser):
+    from tests.e2e.conftest import screenshot
+
+    errors: list[str] = []
+    # given the mentor's page open on their network, with the offer still waiting
+    mentor_page = _page(browser, web, offered["mentor"].user.username, errors)
+    mentor_page.goto(f"{web}/network/")
+    mentor_page.get_by_text("đang chờ người kia trả lời").wait_for()
+    # when the doctor accepts the offer on their phone
+    mentee_page = _page(browser, web, offered["mentee"].user.username, errors, phone=True)
+    mentee_page.goto(f"{web}/network/")
+    mentee_page.locator("#pending").get_by_role("button", name="Chấp nhận").click()
+    mentee_page.locator("#mentors").get_by_text("GS Phạm Quang").wait_for()
+    # then the mentor's open page shows the new mentee without a reload
+    mentor_page.get_by_text("Một yêu cầu kèm cặp đã được chấp nhận").wait_for(timeout=10000)
+    mentor_page.locator("#mentees").get_by_text("BS Đặng Thu").wait_for(timeout=10000)
+    screenshot(mentor_page, "network-mentor-sees-acceptance-desktop")
+    assert errors == []
