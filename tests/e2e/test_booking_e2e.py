@@ -66,3 +66,48 @@ def test_a_patient_books_a_video_visit_by_picking_a_free_time(servers, people, b
     assert appointment.visit_id is not None
     assert Slot.objects.get(pk=slot_id).status == Slot.Status.BUSY
     assert errors == []
+
+
+@pytest.fixture
+def bookable_now(servers):
+    """A doctor taking 5-minute video visits around the clock, so a free time starts
+    within minutes whenever the test runs (the waiting room opens 30 minutes before)."""
+    from datetime import time
+
+    doctor = ClinicianFactory(user__username="bs.khoa", user__full_name="Võ Minh Khoa")
+    schedule = weekly_schedule(
+        doctor, visit_minutes=5, buffer_minutes=0, hours=(time(0, 0), time(23, 59))
+    )
+    appointment_services.slots_generate(schedule_id=schedule.pk)
+    patient = PatientFactory(user__username="bn.hoa", user__full_name="Ngô Thị Hoa")
+    return {"doctor": doctor, "patient": patient}
+
+
+def test_a_patient_books_checks_in_is_admitted_and_both_see_video(servers, bookable_now, browser):
+    from tests.e2e.test_visit_e2e import _wait_frames_growing
+
+    # given the patient books the doctor's first free time on their phone
+    patient_page = signed_in_page(browser, servers, "bn.hoa", PASSWORD, viewport=PHONE)
+    patient_page.goto(f"{servers.web}/appointments/")
+    row = patient_page.locator(".clinicians li", has_text="Võ Minh Khoa")
+    row.get_by_role("button", name="Giờ còn trống").click()
+    row.locator("button[data-slot]").first.click()
+    patient_page.locator("#notice").get_by_text("Đã đặt lịch.").wait_for()
+    visit_id = Appointment.objects.get(patient=bookable_now["patient"]).visit_id
+    # when the doctor opens the waiting room and the patient follows "Vào khám" and checks in
+    doctor_page = signed_in_page(browser, servers, "bs.khoa", PASSWORD)
+    doctor_page.goto(f"{servers.web}/visits/{visit_id}/")
+    doctor_page.get_by_role("button", name="Mở phòng chờ").click()
+    patient_page.locator("#my-appointments").get_by_role("link", name="Vào khám").click()
+    patient_page.wait_for_url(f"**/visits/{visit_id}/")
+    patient_page.get_by_role("button", name="Tôi đã sẵn sàng").click()
+    patient_page.get_by_text("Bạn đang ở phòng chờ").wait_for()
+    admit = doctor_page.get_by_role("button", name="Cho vào")
+    admit.wait_for(timeout=10000)
+    admit.click()
+    # then each side sees the other's video (frames decoded keep growing)
+    patient_frames = _wait_frames_growing(patient_page)
+    doctor_frames = _wait_frames_growing(doctor_page)
+    screenshot(patient_page, "booked-visit-call-phone")
+    assert patient_frames[1] > patient_frames[0] > 0
+    assert doctor_frames[1] > doctor_frames[0] > 0
