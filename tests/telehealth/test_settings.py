@@ -143,3 +143,27 @@ def test_compose_needs_real_secrets_and_checks_every_long_running_service():
             assert "healthcheck" in service, name
     # and no well-known TURN secret is shipped as a default
     assert "change-me" not in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_production_static_files_cache_bust_the_modules_pages_import(tmp_path):
+    # given production mode collecting the static files
+    static_root = tmp_path / "static"
+    result = _run(
+        "import django; django.setup();"
+        "from django.core.management import call_command;"
+        "call_command('collectstatic', '--noinput', verbosity=0)",
+        DJANGO_SETTINGS_MODULE="telehealth.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        RELAY_TOKEN_SECRET="r" * 40,
+        DJANGO_STATIC_ROOT=str(static_root),
+        TELEHEALTH_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    # then a page's module imports the shared socket module under its hashed name
+    page_module = next((static_root / "js").glob("conversations.*.js"))
+    source = page_module.read_text()
+    assert "./realtime.js" not in source
+    assert any(
+        f"./{hashed.name}" in source for hashed in (static_root / "js").glob("realtime.*.js")
+    )
