@@ -57,6 +57,27 @@ def visit_list_for_user(*, user: User) -> QuerySet[Visit]:
     )
 
 
+def visits_waiting_for_host(*, host: User, visit_ids: list[int]) -> dict[int, list[str]]:
+    """Who sits in the waiting room of each of these visits that ``host`` hosts
+    (names, in arrival order). Visits hosted by someone else are left out, so a
+    caller cannot learn about them by passing their ids. The caller has already
+    audited its read of the appointments these visits belong to."""
+    rows = (
+        VisitParticipant.objects.filter(
+            visit_id__in=visit_ids,
+            visit__host=host,
+            visit__state__in=[Visit.State.WAITING, Visit.State.IN_PROGRESS],
+            state=VisitParticipant.State.WAITING,
+        )
+        .select_related("user")
+        .order_by("id")
+    )
+    waiting: dict[int, list[str]] = {}
+    for row in rows:
+        waiting.setdefault(row.visit_id, []).append(row.user.display_name)
+    return waiting
+
+
 def visit_participants(*, visit: Visit) -> list[VisitParticipant]:
     return list(visit.participants.select_related("user").order_by("id"))
 

@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from consult.visit_selectors import visits_waiting_for_host
 from scheduler import appointment_selectors, selectors
 from scheduler.models import Priority, Referral
 from scheduler.policy import local_today
@@ -157,6 +158,13 @@ def doctor_day_page(request: HttpRequest) -> HttpResponse:
     appointments = appointment_selectors.appointment_list_for_user(
         user=request.user, day=today.isoformat()
     ).filter(clinician=clinician)
+    appointments = list(appointments)
+    # Patients already in a video visit's waiting room, for the host to admit; the page
+    # watches these visits' topics and refreshes when someone checks in.
+    visit_ids = [a.visit_id for a in appointments if a.visit_id]
+    waiting = visits_waiting_for_host(host=request.user, visit_ids=visit_ids)
+    for appointment in appointments:
+        appointment.waiting_names = waiting.get(appointment.visit_id, [])
     queues = []
     for queue in selectors.queues_for_user(user=request.user).filter(facility=clinician.facility):
         waiting = selectors.queue_list(queue_id=queue.pk, limit=50)
@@ -184,6 +192,7 @@ def doctor_day_page(request: HttpRequest) -> HttpResponse:
             "clinician": clinician,
             "today": today,
             "appointments": appointments,
+            "watched_visits": visit_ids,
             "queues": queues,
             "in_care": in_care,
             "now": timezone.now(),

@@ -1,9 +1,21 @@
 // "My referrals" and the doctor's day: live refresh and the clinician's actions.
 
-import { $, api, ask, failed, notice, onEvents, refreshEvery, refreshNow, refreshSoon, t } from "./scheduler_common.js";
+import { $, api, ask, failed, notice, onEvents, refreshEvery, refreshNow, refreshSoon, socket, t } from "./scheduler_common.js";
 
 onEvents(["referral.", "appointment."], () => refreshSoon());
 refreshEvery(60);
+
+// The doctor's day: watch today's video visits, so a patient checking in to a
+// waiting room shows up here (to open the visit and admit them) without a reload.
+const day = $("doctor-day");
+if (day && day.dataset.visits) {
+  const realtime = socket();
+  const topics = new Set(day.dataset.visits.split(",").filter(Boolean).map((id) => `visit.${id}`));
+  for (const topic of topics) realtime.watch(topic);
+  realtime.addEventListener("event", (event) => {
+    if (topics.has(event.detail.topic)) refreshSoon(300);
+  });
+}
 
 // A referral just sent waits for the router (a worker, usually within a second or two)
 // and the router tells only the boards and, for emergencies, the patient: read the

@@ -200,3 +200,34 @@ def test_a_referral_still_being_routed_is_marked_for_the_page_to_follow(network)
 
     assert 'data-routing="pending"' in page
     assert "Đang tìm cơ sở gần nhất có thể tiếp nhận người bệnh…" in page
+
+
+def test_the_doctors_day_shows_who_waits_in_a_video_visits_waiting_room():
+    # given a video visit booked for today, whose patient has checked in
+    from datetime import time
+
+    from django.utils import timezone
+
+    from consult import visit_services
+    from scheduler import appointment_services
+    from scheduler.models import Slot
+    from tests.factories import ClinicianFactory
+    from tests.scheduler.conftest import weekly_schedule
+
+    doctor = ClinicianFactory(user__full_name="BS. Hải")
+    schedule = weekly_schedule(
+        doctor, visit_minutes=5, buffer_minutes=0, hours=(time(0, 0), time(23, 59))
+    )
+    appointment_services.slots_generate(schedule_id=schedule.pk)
+    slot = Slot.objects.filter(schedule=schedule, start__gt=timezone.now()).order_by("start")[1]
+    patient = PatientFactory(user__full_name="Lý Thị Thu")
+    appointment = appointment_services.appointment_book(
+        by=patient.user, slot_id=slot.pk, mode="video"
+    )
+    visit_services.visit_open_waiting_room(visit_id=appointment.visit_id, by=doctor.user)
+    visit_services.visit_check_in(visit_id=appointment.visit_id, user=patient.user, device_check={})
+    # when the doctor opens their day
+    page = _client(doctor.user).get("/doctor/day/").content.decode()
+    # then the patient is shown waiting, and the page watches that visit for changes
+    assert "Đang ở phòng chờ: Lý Thị Thu" in page
+    assert f'data-visits="{appointment.visit_id}"' in page
