@@ -98,10 +98,15 @@ def test_a_patient_books_checks_in_is_admitted_and_both_see_video(servers, booka
     doctor_page = signed_in_page(browser, servers, "bs.khoa", PASSWORD)
     doctor_page.goto(f"{servers.web}/visits/{visit_id}/")
     doctor_page.get_by_role("button", name="Mở phòng chờ").click()
+    day_page = doctor_page.context.new_page()  # the doctor's day, in a second tab
+    day_page.goto(f"{servers.web}/doctor/day/")
+    day_page.locator("#doctor-day").get_by_text("Ngô Thị Hoa").wait_for()
     patient_page.locator("#my-appointments").get_by_role("link", name="Vào khám").click()
     patient_page.wait_for_url(f"**/visits/{visit_id}/")
     patient_page.get_by_role("button", name="Tôi đã sẵn sàng").click()
     patient_page.get_by_text("Bạn đang ở phòng chờ").wait_for()
+    # the doctor's day says so without a reload
+    day_page.get_by_text("Đang ở phòng chờ: Ngô Thị Hoa").wait_for(timeout=10000)
     admit = doctor_page.get_by_role("button", name="Cho vào")
     admit.wait_for(timeout=10000)
     admit.click()
