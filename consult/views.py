@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -15,7 +14,7 @@ from django.utils.translation import gettext as _
 from consult import selectors, visit_selectors
 from consult.models import Participant, Thread, Visit
 from telehealth.errors import NotFound
-from telehealth.models import ClinicianProfile, User, search_key
+from telehealth.models import ClinicianProfile, User, name_search_pattern
 
 # How many threads the list page shows and keeps live over the socket: each is one
 # `subscribe`, so the page stays cheap for a clinician with a long history.
@@ -158,27 +157,6 @@ def visit_page(request: HttpRequest, visit_id: int) -> HttpResponse:
     )
 
 
-# Vietnamese vowels and đ by their unaccented letter: "nguyen" finds "Nguyễn" in the
-# database itself (a regex class per letter), on PostgreSQL and SQLite alike, with no
-# extension and no stored search column on the user.
-_ACCENTED = {
-    "a": "aàáảãạăằắẳẵặâầấẩẫậ",
-    "e": "eèéẻẽẹêềếểễệ",
-    "i": "iìíỉĩị",
-    "o": "oòóỏõọôồốổỗộơờớởỡợ",
-    "u": "uùúủũụưừứửữự",
-    "y": "yỳýỷỹỵ",
-    "d": "dđ",
-}
-
-
-def _name_pattern(word: str) -> str:
-    return "".join(
-        f"[{_ACCENTED[c]}{_ACCENTED[c].upper()}]" if c in _ACCENTED else re.escape(c)
-        for c in search_key(word)
-    )
-
-
 @login_required
 def visit_clinician_search(request: HttpRequest) -> JsonResponse:
     """Clinicians by name, for the host's "invite a specialist" control.
@@ -199,7 +177,9 @@ def visit_clinician_search(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"results": []})
     condition = Q()
     for word in query.split()[:5]:
-        condition &= Q(user__full_name__iregex=_name_pattern(word)) | Q(user__username__iexact=word)
+        condition &= Q(user__full_name__iregex=name_search_pattern(word)) | Q(
+            user__username__iexact=word
+        )
     clinicians = (
         ClinicianProfile.objects.filter(condition, user__is_active=True)
         .exclude(user=request.user)

@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from scheduler.models import Appointment, Schedule, Slot, WaitlistEntry
 from telehealth.audit import audit_record
 from telehealth.errors import DomainError, NotFound
-from telehealth.models import AuditEvent, ClinicianProfile, User
+from telehealth.models import AuditEvent, ClinicianProfile, User, name_search_pattern
 
 MAX_SLOT_RANGE = timedelta(days=31)
 
@@ -33,12 +33,18 @@ def _when(value: Any, name: str, default: datetime) -> datetime:
 
 
 def bookable_clinicians(
-    *, specialty_code: str | None = None, facility_code: str | None = None
+    *, specialty_code: str | None = None, facility_code: str | None = None, name: str = ""
 ) -> QuerySet[ClinicianProfile]:
-    """Clinicians with an active schedule, for the booking page."""
+    """Clinicians with an active schedule, for the booking page. ``name``: words of the
+    doctor's or the facility's name, accents and case ignored ("bach mai", "nguyen")."""
     clinicians = ClinicianProfile.objects.filter(schedule__is_active=True).select_related(
         "user", "facility", "schedule"
     )
+    for word in name.split()[:5]:
+        pattern = name_search_pattern(word[:40])
+        clinicians = clinicians.filter(
+            Q(user__full_name__iregex=pattern) | Q(facility__name__iregex=pattern)
+        )
     if specialty_code:
         clinicians = clinicians.filter(specialties__code=specialty_code)
     if facility_code:

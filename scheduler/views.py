@@ -70,8 +70,9 @@ def _strings() -> dict[str, str]:
 def appointments_page(request: HttpRequest) -> HttpResponse:
     """Book a video or in-person visit; my appointments and my waiting list."""
     specialty = request.GET.get("specialty") or ""
+    name = (request.GET.get("q") or "").strip()[:80]
     clinicians = list(
-        appointment_selectors.bookable_clinicians(specialty_code=specialty or None)[:60]
+        appointment_selectors.bookable_clinicians(specialty_code=specialty or None, name=name)[:60]
     )
     appointments = appointment_selectors.appointment_list_for_user(
         user=request.user, upcoming=True
@@ -83,6 +84,7 @@ def appointments_page(request: HttpRequest) -> HttpResponse:
             "clinicians": clinicians,
             "specialties": Specialty.objects.order_by("code"),
             "specialty": specialty,
+            "name_query": name,
             "appointments": appointments,
             "waitlist": appointment_selectors.waitlist_for_user(user=request.user)[:20],
             "is_patient": hasattr(request.user, "patient_profile"),

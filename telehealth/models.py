@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -500,3 +501,25 @@ class AuditEvent(models.Model):
             separators=(",", ":"),
         )
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# Vietnamese vowels and đ by their unaccented letter: "nguyen" finds "Nguyễn" in the
+# database itself (a regex class per letter), on PostgreSQL and SQLite alike, with no
+# extension and no stored search column on the user.
+_ACCENTED = {
+    "a": "aàáảãạăằắẳẵặâầấẩẫậ",
+    "e": "eèéẻẽẹêềếểễệ",
+    "i": "iìíỉĩị",
+    "o": "oòóỏõọôồốổỗộơờớởỡợ",
+    "u": "uùúủũụưừứửữự",
+    "y": "yỳýỷỹỵ",
+    "d": "dđ",
+}
+
+
+def name_search_pattern(word: str) -> str:
+    """A case- and accent-insensitive regex for one word of a Vietnamese name."""
+    return "".join(
+        f"[{_ACCENTED[c]}{_ACCENTED[c].upper()}]" if c in _ACCENTED else re.escape(c)
+        for c in search_key(word)
+    )

@@ -231,3 +231,18 @@ def test_the_doctors_day_shows_who_waits_in_a_video_visits_waiting_room():
     # then the patient is shown waiting, and the page watches that visit for changes
     assert "Đang ở phòng chờ: Lý Thị Thu" in page
     assert f'data-visits="{appointment.visit_id}"' in page
+
+
+def test_a_patient_finds_a_doctor_by_name_without_typing_accents():
+    # given two doctors taking bookings
+    from tests.factories import ClinicianFactory
+    from tests.scheduler.conftest import weekly_schedule
+
+    weekly_schedule(ClinicianFactory(user__full_name="Nguyễn Thị Hằng"))
+    weekly_schedule(ClinicianFactory(user__full_name="Trần Văn Bình"))
+    # when a patient searches "nguyen hang" on the booking page
+    page = _client(PatientFactory().user).get("/appointments/", {"q": "nguyen hang"})
+    html = page.content.decode()
+    # then only the matching doctor is offered
+    assert "Nguyễn Thị Hằng" in html
+    assert "Trần Văn Bình" not in html
