@@ -1661,6 +1661,22 @@ def _make_pending_for_reroute(referral: Referral, *, by: User | None, note: str)
 # --- Beat: service levels, the worklist, the sweeper, re-optimisation -------------------------
 
 
+def _escalate(
+    referral: Referral, *, now: datetime, note: str, event: str, coordinators: list[int]
+) -> None:
+    """Escalation level 1, once (the caller holds the referral's row lock): recorded in
+    the history and told, after commit, to both boards and to the coordinators."""
+    referral.escalation_level = 1
+    referral.escalated_at = now
+    referral.save(update_fields=["escalation_level", "escalated_at"])
+    _event(referral, actor=None, action="escalated", note=note)
+    outbox = Outbox()
+    _outbox_status(outbox, referral, event)
+    for user_id in coordinators:
+        outbox.user(user_id, event, {"referral": referral.pk})
+    outbox.send_on_commit()
+
+
 @dataclass
 class EscalationReport:
     escalated: list[int] = field(default_factory=list)
@@ -1720,15 +1736,13 @@ def referral_escalate_overdue(*, now: datetime | None = None, limit: int = 500) 
             )
             if referral is None:
                 continue
-            referral.escalation_level = 1
-            referral.escalated_at = now
-            referral.save(update_fields=["escalation_level", "escalated_at"])
-            _event(referral, actor=None, action="escalated", note="accept-by time passed")
-            outbox = Outbox()
-            _outbox_status(outbox, referral, "referral.overdue")
-            for user_id in province_coordinators(referral.target_facility):
-                outbox.user(user_id, "referral.overdue", {"referral": referral.pk})
-            outbox.send_on_commit()
+            _escalate(
+                referral,
+                now=now,
+                note="accept-by time passed",
+                event="referral.overdue",
+                coordinators=province_coordinators(referral.target_facility),
+            )
             report.escalated.append(referral.pk)
 
     escalated = Referral.objects.filter(
@@ -1772,15 +1786,13 @@ def referral_escalate_overdue(*, now: datetime | None = None, limit: int = 500) 
             )
             if referral is None:
                 continue
-            referral.escalation_level = 1
-            referral.escalated_at = now
-            referral.save(update_fields=["escalation_level", "escalated_at"])
-            _event(referral, actor=None, action="escalated", note="no slot: contact-by time passed")
-            outbox = Outbox()
-            _outbox_status(outbox, referral, "referral.no_slot_overdue")
-            for user_id in province_coordinators(referral.requesting_facility):
-                outbox.user(user_id, "referral.no_slot_overdue", {"referral": referral.pk})
-            outbox.send_on_commit()
+            _escalate(
+                referral,
+                now=now,
+                note="no slot: contact-by time passed",
+                event="referral.no_slot_overdue",
+                coordinators=province_coordinators(referral.requesting_facility),
+            )
             report.worklist_overdue.append(referral.pk)
     return report
 
