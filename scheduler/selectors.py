@@ -172,6 +172,21 @@ def referral_list_for_user(*, user: User) -> QuerySet[Referral]:
 # --- Queues and positions -------------------------------------------------------------
 
 
+def referrals_in_care_of(*, user: User, limit: int = 50) -> list[Referral]:
+    """Referrals this clinician took and is still treating (accepted, scheduled, in
+    progress), for their day. The caller audits the page that shows them."""
+    return list(
+        Referral.objects.filter(
+            receiving_clinician=user,
+            status__in=[
+                Referral.Status.ACCEPTED,
+                Referral.Status.READY,
+                Referral.Status.IN_PROGRESS,
+            ],
+        ).select_related("patient__user", "requesting_facility", "specialty")[:limit]
+    )
+
+
 def queue_order_key(referral: Referral) -> tuple:
     """Emergencies first; then by acceptance deadline (earliest first), then by age.
 

@@ -171,22 +171,17 @@ def doctor_day_page(request: HttpRequest) -> HttpResponse:
     for queue in selectors.queues_for_user(user=request.user).filter(facility=clinician.facility):
         waiting = selectors.queue_list(queue_id=queue.pk, limit=50)
         queues.append({"queue": queue, "waiting": waiting})
-    if any(q["waiting"] for q in queues):
+    in_care = selectors.referrals_in_care_of(user=request.user)
+    shown = len(appointments) + sum(len(q["waiting"]) for q in queues) + len(in_care)
+    if shown:
+        # Other people's visits and referrals on one page: one audit event per read.
         audit_record(
             actor=request.user,
             action=AuditEvent.Action.READ,
             target=f"scheduler.doctor_day:{clinician.facility.code}",
-            reason="doctor's day queues",
+            reason=f"doctor's day ({shown} rows)",
             request=request,
         )
-    in_care = Referral.objects.filter(
-        receiving_clinician=request.user,
-        status__in=[
-            Referral.Status.ACCEPTED,
-            Referral.Status.READY,
-            Referral.Status.IN_PROGRESS,
-        ],
-    ).select_related("patient__user", "requesting_facility", "specialty")[:50]
     return render(
         request,
         "scheduler/doctor_day.html",

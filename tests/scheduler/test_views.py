@@ -246,3 +246,30 @@ def test_a_patient_finds_a_doctor_by_name_without_typing_accents():
     # then only the matching doctor is offered
     assert "Nguyễn Thị Hằng" in html
     assert "Trần Văn Bình" not in html
+
+
+def test_the_doctors_day_audits_the_visits_it_shows_even_with_empty_queues():
+    # given a doctor with one booked visit today and no referral queue
+    from datetime import time
+
+    from django.utils import timezone
+
+    from scheduler import appointment_services
+    from scheduler.models import Slot
+    from telehealth.models import AuditEvent
+    from tests.factories import ClinicianFactory
+    from tests.scheduler.conftest import weekly_schedule
+
+    doctor = ClinicianFactory()
+    schedule = weekly_schedule(
+        doctor, visit_minutes=5, buffer_minutes=0, hours=(time(0, 0), time(23, 59))
+    )
+    appointment_services.slots_generate(schedule_id=schedule.pk)
+    slot = Slot.objects.filter(schedule=schedule, start__gt=timezone.now()).order_by("start")[1]
+    appointment_services.appointment_book(by=PatientFactory().user, slot_id=slot.pk, mode="video")
+    # when the doctor opens their day
+    _client(doctor.user).get("/doctor/day/")
+    # then reading the patient's visit on it is in the audit log
+    assert AuditEvent.objects.filter(
+        actor=doctor.user, target__startswith="scheduler.doctor_day:"
+    ).exists()
