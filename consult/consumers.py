@@ -395,7 +395,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def handle_send(self, frame: dict[str, Any], ref: Any) -> None:
         thread_id = self._thread_id(frame)
-        result = await db(services.message_send)(
+        result = await services.message_send_async(
             user=self.user,
             thread_id=thread_id,
             client_id=frame.get("client_id"),

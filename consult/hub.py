@@ -7,9 +7,14 @@ wake-ups, which is where a naive group chat spends most of its time. Here a
 process joins a topic's group once, receives each event once, serialises the
 frame once, and hands the same text to each local socket's outbox.
 
-The hub never stores anything. Losing an event (the Redis layer drops to a
-channel over capacity; the pub/sub layer drops while disconnected) is repaired
-by the sockets: a gap in sequence numbers, or a periodic comparison with the
+Events arrive on the Redis bus (``telehealth.realtime.RedisBus``, the default
+with Redis) or through the Channels layer (in-process without Redis; the
+channels_redis layers by choice). With the bus the frame comes as the text
+the publisher serialised; through a layer it is serialised here, once.
+
+The hub never stores anything. Losing an event (the bus and the pub/sub layer
+while disconnected; the core layer, silently, to a channel over capacity) is
+repaired by the sockets: a gap in sequence numbers, or a periodic comparison with the
 database (``SYNC_INTERVAL``), makes a socket read what it missed from the
 database.
 """
@@ -26,7 +31,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from telehealth.realtime import register_process_loop, topic_group
+from telehealth.realtime import bus_enabled, get_bus, register_process_loop, topic_group
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +49,8 @@ class HubClient(Protocol):
 class Hub:
     def __init__(self) -> None:
         self.topics: dict[str, set[HubClient]] = defaultdict(set)
-        self.layer = get_channel_layer()
+        self.bus = get_bus() if bus_enabled() else None
+        self.layer = None if self.bus is not None else get_channel_layer()
         self.channel_name: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
@@ -65,7 +71,9 @@ class Hub:
         self._starting = True
         self._loop = asyncio.get_running_loop()
         register_process_loop(self._loop)
-        if self.layer is not None:
+        if self.bus is not None:
+            self._tasks.append(asyncio.create_task(self._bus_loop(), name="hub-bus"))
+        elif self.layer is not None:
             self.channel_name = await self.layer.new_channel(prefix="hub")
             self._tasks.append(asyncio.create_task(self._receive_loop(), name="hub-receive"))
         self._tasks.append(asyncio.create_task(self._sync_loop(), name="hub-sync"))
@@ -76,7 +84,11 @@ class Hub:
         clients = self.topics[topic]
         first = not clients
         clients.add(client)
-        if first and self.layer is not None:
+        if not first:
+            return
+        if self.bus is not None:
+            await self.bus.subscribe(topic)
+        elif self.layer is not None:
             await self.layer.group_add(topic_group(topic), self.channel_name)
             self._joined_at[topic] = time.monotonic()
 
@@ -88,30 +100,59 @@ class Hub:
         if not clients:
             del self.topics[topic]
             self._joined_at.pop(topic, None)
-            if self.layer is not None and self.channel_name is not None:
-                try:
+            try:
+                if self.bus is not None:
+                    await self.bus.unsubscribe(topic)
+                elif self.layer is not None and self.channel_name is not None:
                     await self.layer.group_discard(topic_group(topic), self.channel_name)
-                except Exception:  # the membership expires on its own
-                    logger.warning("hub: group_discard %s failed", topic, exc_info=True)
+            except Exception:  # a layer's membership expires; the bus resubscribes on reconnect
+                logger.warning("hub: leaving %s failed", topic, exc_info=True)
 
     async def unsubscribe_all(self, client: HubClient, topics: set[str]) -> None:
         for topic in list(topics):
             await self.unsubscribe(topic, client)
 
-    def dispatch(self, event: dict[str, Any]) -> None:
-        """Hand one event to every local client of its topic. Never blocks."""
+    def dispatch(self, event: dict[str, Any], text: str | None = None) -> None:
+        """Hand one event to every local client of its topic. Never blocks.
+
+        ``text`` is the frame as sent to sockets (from the bus); without it the
+        event's ``frame`` is serialised here."""
         self.events_received += 1
         topic = event.get("topic")
         clients = self.topics.get(topic) if topic else None
         if not clients:
             return
-        frame = event.get("frame")
-        text = json.dumps(frame, ensure_ascii=False, separators=(",", ":")) if frame else None
+        if text is None:
+            frame = event.get("frame")
+            text = json.dumps(frame, ensure_ascii=False, separators=(",", ":")) if frame else None
         for client in list(clients):
             try:
                 client.hub_event(topic, event, text)
             except Exception:
                 logger.exception("hub: a client failed to take an event")
+
+    async def _bus_loop(self) -> None:
+        assert self.bus is not None
+        backoff = 0.1
+        while True:
+            try:
+                async for event, text in self.bus.messages():
+                    backoff = 0.1
+                    self.dispatch(event, text)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis went away; the next read reconnects and subscribes again.
+                # Events published meanwhile are lost: catch up from the database
+                # now rather than at the next periodic sync.
+                logger.warning("hub: bus connection lost; reconnecting", exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._previous_last_seqs = {}
+                try:
+                    await self.sync_once(settle=False)
+                except Exception:
+                    logger.debug("hub: sync after reconnect failed", exc_info=True)
 
     async def _receive_loop(self) -> None:
         assert self.layer is not None
@@ -154,8 +195,11 @@ class Hub:
             except Exception:
                 logger.warning("hub: sync with the database failed", exc_info=True)
 
-    async def sync_once(self) -> None:
-        """Compare what sockets were sent with the database; let laggards catch up."""
+    async def sync_once(self, *, settle: bool = True) -> None:
+        """Compare what sockets were sent with the database; let laggards catch up.
+
+        With ``settle`` a socket is repaired only when behind what was committed a
+        whole interval ago (live events may still be on their way); without it, at once."""
         thread_ids = [int(t[2:]) for t in self.topics if t.startswith("t.")]
         if thread_ids:
             from consult.selectors import thread_last_seqs
@@ -163,9 +207,14 @@ class Hub:
             current = await database_sync_to_async(thread_last_seqs, thread_sensitive=False)(
                 thread_ids=thread_ids
             )
-            settled = {
-                tid: min(seq, self._previous_last_seqs.get(tid, 0)) for tid, seq in current.items()
-            }
+            settled = (
+                {
+                    tid: min(seq, self._previous_last_seqs.get(tid, 0))
+                    for tid, seq in current.items()
+                }
+                if settle
+                else current
+            )
             self._previous_last_seqs = current
             clients: set[HubClient] = set()
             for tid in thread_ids:
@@ -194,7 +243,12 @@ def get_hub() -> Hub:
 
 def reset_hubs() -> None:
     """Forget every hub (tests switch channel layers between cases)."""
+    from telehealth.db_async import reset_async_pools
+    from telehealth.realtime import reset_buses
+
     for hub in _hubs.values():
         for task in hub._tasks:
             task.cancel()
     _hubs.clear()
+    reset_buses()
+    reset_async_pools()

@@ -20,9 +20,10 @@ from django.utils.translation import gettext as _
 from consult import frames
 from consult.models import Attachment, Message, Participant, Thread
 from telehealth import services as kernel_services
+from telehealth.db_async import async_pool, async_pool_available
 from telehealth.errors import AccessDenied, Conflict, DomainError, NotFound
 from telehealth.models import CareRelationship, PatientProfile, User, search_key
-from telehealth.realtime import publish_on_commit, thread_topic, user_topic
+from telehealth.realtime import publish_committed, publish_on_commit, thread_topic, user_topic
 
 MAX_BODY_CHARS = 8000
 MAX_CLIENT_ID_CHARS = 64
@@ -399,17 +400,7 @@ def _store_in_one_round_trip(
     user: User, thread_id: int, client_id: str, body: str, now: Any
 ) -> Message | None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            _SEND_SQL,
-            {
-                "now": now,
-                "thread": thread_id,
-                "user": user.pk,
-                "client_id": client_id,
-                "body": body,
-                "search": search_key(body),
-            },
-        )
+        cursor.execute(_SEND_SQL, _send_params(user, thread_id, client_id, body, now))
         row = cursor.fetchone()
     if row is None:
         return None
@@ -423,6 +414,82 @@ def _store_in_one_round_trip(
         body=body,
         created_at=now,
     )
+
+
+def _send_params(user: User, thread_id: int, client_id: str, body: str, now: Any) -> dict:
+    return {
+        "now": now,
+        "thread": thread_id,
+        "user": user.pk,
+        "client_id": client_id,
+        "body": body,
+        "search": search_key(body),
+    }
+
+
+async def message_send_async(
+    *,
+    user: User,
+    thread_id: int,
+    client_id: Any,
+    body: Any,
+    attachment_ids: Any = None,
+) -> SendResult:
+    """``message_send`` for a socket, on the event loop: the same guarantees.
+
+    On PostgreSQL a text message is stored by ``_SEND_SQL`` on this process's
+    async pool (``telehealth.db_async``): one statement in autocommit, so one
+    transaction and one round trip, with no thread. Accepted still means
+    committed: the statement has committed when it returns, and only then is
+    the message published and acknowledged. Every other case goes through
+    ``message_send`` in the thread pool, which explains it or handles it: a
+    retry of a stored message (the unique constraint refuses the insert and the
+    whole statement rolls back, seq included), a refusal, attachments, SQLite,
+    or a connection that failed (the ORM reconnects or reports the outage).
+    """
+    from channels.db import database_sync_to_async
+
+    def in_thread() -> Any:
+        return database_sync_to_async(message_send, thread_sensitive=False)(
+            user=user,
+            thread_id=thread_id,
+            client_id=client_id,
+            body=body,
+            attachment_ids=attachment_ids,
+        )
+
+    if attachment_ids or not async_pool_available():
+        return await in_thread()
+    _validate_send(client_id, body, attachment_ids)
+    now = timezone.now()
+    import psycopg
+
+    try:
+        pool = await async_pool()
+        async with pool.connection() as conn:
+            cursor = await conn.execute(
+                _SEND_SQL, _send_params(user, thread_id, client_id, body, now)
+            )
+            row = await cursor.fetchone()
+    except (psycopg.errors.UniqueViolation, psycopg.OperationalError, OSError):
+        row = None
+    if row is None:
+        return await in_thread()
+    message = Message(
+        id=row[0],
+        thread_id=thread_id,
+        seq=row[1],
+        sender=user,
+        client_id=client_id,
+        kind=Message.Kind.TEXT,
+        body=body,
+        created_at=now,
+    )
+    frame = frames.message_frame(message, sender_name=user.display_name, attachments=[])
+    publish_committed(
+        thread_topic(thread_id), {"kind": "message", "seq": message.seq, "frame": frame}
+    )
+    return SendResult(message=message, created=True, frame=frame)
 
 
 def _store_step_by_step(

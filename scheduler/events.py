@@ -27,7 +27,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.db import transaction
 
-from telehealth.realtime import publish_now, user_topic
+from telehealth.realtime import publish_many, user_topic
 
 logger = logging.getLogger(__name__)
 
@@ -110,19 +110,8 @@ def _frames(
     return frames
 
 
-# Sends in flight at once: enough to hide the round trips, few enough for the
-# channel layer's connection pool.
-_IN_FLIGHT = 8
-
-
 async def _send_frames(frames: list[tuple[str, dict[str, Any]]]) -> None:
-    gate = asyncio.Semaphore(_IN_FLIGHT)
-
-    async def one(topic: str, event: dict[str, Any]) -> None:
-        async with gate:
-            await publish_now(topic, event)
-
-    await asyncio.gather(*(one(topic, event) for topic, event in frames))
+    await publish_many(frames)
 
 
 class _InlinePublisher:

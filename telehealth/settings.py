@@ -125,19 +125,30 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", 60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+# One-statement hot paths (a chat message) run on the event loop with psycopg's
+# async pool instead of the ORM's thread pool (telehealth/db_async.py).
+TELEHEALTH_ASYNC_HOT_PATHS = env.bool("TELEHEALTH_ASYNC_HOT_PATHS", default=True)
+TELEHEALTH_ASYNC_POOL_SIZE = env.int("TELEHEALTH_ASYNC_POOL_SIZE", default=4)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, cache, Celery broker --------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 
-# Which Redis layer carries events between web processes: "core" (lists,
-# BLPOP; drops sends to a channel over capacity) or "pubsub" (PUBLISH; loses
-# what is sent while a subscriber is disconnected). Either loss is repaired by
-# the sockets from the database (consult/hub.py); docs/architecture.md says
-# which is the default and why.
-REDIS_CHANNEL_LAYER = env.str("REDIS_CHANNEL_LAYER", default="core")
+# How events travel between web processes with Redis (docs/architecture.md, "A
+# message"): "bus" (the default: Redis pub/sub, one channel per topic, publishes
+# pipelined in batches; telehealth.realtime.RedisBus), or one of the Channels
+# layers, kept as options and measured against it in bench/chat_bench.py:
+# "core" (lists, BZPOPMIN; drops sends to a channel over capacity) or "pubsub"
+# (PUBLISH; loses what is sent while a subscriber is disconnected). Every one
+# loses events in some fault; the sockets repair it from the database.
+REALTIME_TRANSPORT = env.str("REALTIME_TRANSPORT", default="bus")
+if REALTIME_TRANSPORT not in {"bus", "core", "pubsub"}:
+    raise ImproperlyConfigured("REALTIME_TRANSPORT must be bus, core or pubsub.")
+# The bus's channels are "<prefix><redis database>:<topic>"; give deployments that
+# share a Redis server and database different prefixes.
+REALTIME_CHANNEL_PREFIX = env.str("REALTIME_CHANNEL_PREFIX", default="rt:")
 if REDIS_URL:
-    if REDIS_CHANNEL_LAYER == "pubsub":
+    if REALTIME_TRANSPORT == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",

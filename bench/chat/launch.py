@@ -29,6 +29,9 @@ Options (each one a candidate remedy the benchmark measures on its own):
 ``--gc-log FILE``
     append one line per garbage collection of generation 2 with its duration, to
     see whether collections line up with latency spikes.
+``--switch-interval S``
+    ``sys.setswitchinterval(S)``: how long the event loop's thread may hold the GIL
+    while a query thread whose answer has arrived waits for it (CPython: 5 ms).
 ``--threads N``
     daphne only (``ASGI_THREADS``): size of the event loop's default thread pool,
     where ``database_sync_to_async`` runs the ORM (asyncio's default is
@@ -121,9 +124,12 @@ def main() -> None:
     parser.add_argument("--gc-freeze", action="store_true")
     parser.add_argument("--gc-log")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--switch-interval", type=float)
     parser.add_argument("server", choices=["daphne", "uvicorn"])
     args, rest = parser.parse_known_args()
 
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.gc_log:
         install_gc_log(args.gc_log)
     if args.gc_freeze:

@@ -1,5 +1,7 @@
-"""Both Redis channel layers lose events in their own way; the sockets repair it.
+"""Every Redis transport loses events in its own way; the sockets repair it.
 
+- The bus (Redis pub/sub, the default) loses what is published while a process's
+  subscriber is disconnected.
 - channels_redis.core drops a send to a channel that is over capacity, silently.
 - channels_redis.pubsub loses what is published while its subscriber is disconnected.
 The database is the truth: a socket that sees a gap, or is behind what the
@@ -32,7 +34,34 @@ async def _seqs(socket, count):
     return [(await socket.receive(timeout=5))["seq"] for _ in range(count)]
 
 
+async def test_bus_disconnect_loses_events_but_no_message(consultation, settings):
+    assert settings.REALTIME_TRANSPORT == "bus"
+    thread, patient, doctor, _ = consultation
+    receiver = await subscribed(patient, thread)
+    await _send(doctor, thread, "bus-1")
+    assert await _seqs(receiver, 1) == [1]
+
+    hub = get_hub()
+    assert hub.bus is not None
+    # Stall this process's subscriber, as a busy or partitioned process would, and
+    # let Redis drop its connection; three messages are published meanwhile.
+    hub._tasks[0].cancel()
+    redis.Redis.from_url(django_settings.REDIS_URL).client_kill_filter(_type="pubsub")
+    events_before = hub.events_received
+    for n in range(2, 5):
+        await _send(doctor, thread, f"bus-{n}")
+    hub._tasks[0] = asyncio.create_task(hub._bus_loop())
+    await _send(doctor, thread, "bus-5")  # the first event after the reconnect
+
+    assert await _seqs(receiver, 4) == [2, 3, 4, 5]
+    # Redis had no subscriber for 2-4; the socket read them from the database.
+    assert hub.events_received - events_before <= 1
+    assert await receiver.nothing()
+    await receiver.close()
+
+
 async def test_core_layer_over_capacity_loses_events_but_no_message(consultation, settings):
+    settings.REALTIME_TRANSPORT = "core"
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -63,6 +92,7 @@ async def test_core_layer_over_capacity_loses_events_but_no_message(consultation
 
 
 async def test_pubsub_layer_disconnect_loses_events_but_no_message(consultation, settings):
+    settings.REALTIME_TRANSPORT = "pubsub"
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",

@@ -175,22 +175,20 @@ async def test_a_client_too_far_behind_is_told_to_refetch(consultation, monkeypa
 
 
 async def test_a_lost_event_is_repaired_from_the_database(consultation, monkeypatch):
-    """The channel layer drops an event (over capacity, Redis disconnect): the socket
+    """The transport drops an event (over capacity, Redis disconnect): the socket
     notices the gap at the next message, or at the periodic sync for the last one."""
     from telehealth import realtime
 
     thread, patient, doctor, _ = consultation
     receiver = await subscribed(patient, thread)
-    real_publish = realtime.publish_now
+    real_publish = realtime.publish_many
     dropped = []
 
-    async def lossy(topic, event):
-        if event.get("seq") in (2, 4):
-            dropped.append(event["seq"])
-            return
-        await real_publish(topic, event)
+    async def lossy(items):
+        dropped.extend(event["seq"] for _, event in items if event.get("seq") in (2, 4))
+        await real_publish([(t, e) for t, e in items if e.get("seq") not in (2, 4)])
 
-    monkeypatch.setattr(realtime, "publish_now", lossy)
+    monkeypatch.setattr(realtime, "publish_many", lossy)
     for n in range(1, 5):
         await database_sync_to_async(services.message_send)(
             user=doctor, thread_id=thread.pk, client_id=f"l{n}", body=str(n)

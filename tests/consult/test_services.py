@@ -207,3 +207,51 @@ def test_a_patient_may_only_invite_their_own_clinicians(patient):
             participant_ids=[stranger.user.pk],
             patient=patient,
         )
+
+
+# --- The socket's send path, on the event loop ----------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+async def test_the_socket_send_path_keeps_every_guarantee_without_a_thread(consultation):
+    from channels.db import database_sync_to_async
+
+    from telehealth import db_async
+
+    thread, patient, doctor, _ = consultation
+    first = await services.message_send_async(
+        user=doctor, thread_id=thread.pk, client_id="fast-1", body="Chào chị"
+    )
+    second = await services.message_send_async(
+        user=patient, thread_id=thread.pk, client_id="fast-2", body="Chào bác sĩ"
+    )
+    retry = await services.message_send_async(
+        user=doctor, thread_id=thread.pk, client_id="fast-1", body="Chào chị"
+    )
+
+    assert db_async._pools  # stored on the loop's async pool, not through the ORM
+    assert (first.created, first.message.seq, second.message.seq) == (True, 1, 2)
+    # A retry is refused by the unique constraint, rolled back whole (no seq used),
+    # and answered with the original through the ORM path.
+    assert (retry.created, retry.message.pk, retry.message.seq) == (False, first.message.pk, 1)
+    stored = await database_sync_to_async(
+        lambda: list(Message.objects.filter(thread=thread).values_list("seq", "body"))
+    )()
+    assert sorted(stored) == [(1, "Chào chị"), (2, "Chào bác sĩ")]
+    marks = await database_sync_to_async(
+        lambda: dict(Participant.objects.filter(thread=thread).values_list("user_id", "read_seq"))
+    )()
+    assert marks[doctor.pk] == 1 and marks[patient.pk] == 2  # the sender's read mark moved
+    assert first.frame["seq"] == 1 and first.frame["sender"]["id"] == doctor.pk
+
+    stranger = await database_sync_to_async(lambda: ClinicianFactory().user)()
+    with pytest.raises(NotFound):
+        await services.message_send_async(
+            user=stranger, thread_id=thread.pk, client_id="x-1", body="hello"
+        )
+    with pytest.raises(DomainError):
+        await services.message_send_async(
+            user=doctor, thread_id=thread.pk, client_id="", body="no client id"
+        )
+    assert await database_sync_to_async(Message.objects.filter(thread=thread).count)() == 2
