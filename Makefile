@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test lint bench e2e messages migrate seed-national clean
+.PHONY: install run test audit lint bench e2e messages migrate seed-national clean
 
 $(INSTALLED): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,10 +27,18 @@ run: migrate
 	$(PY) manage.py seed_network
 	$(PY) scripts/run.py
 
-test: install
+test: audit
 	$(PY) -m ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Risky code in our source (bandit; configured in pyproject.toml, each finding fixed or
+# justified with `# nosec BXXX` beside it) and known-vulnerable dependencies (pip-audit
+# over the virtualenv built from requirements.txt; scripts/audit_dependencies.py says
+# when it fails). `make test` runs it first.
+audit: install
+	$(PY) -m bandit -c pyproject.toml -r . -q
+	$(PY) scripts/audit_dependencies.py
 
 lint: install
 	$(PY) -m ruff check .

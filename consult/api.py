@@ -273,7 +273,13 @@ class AttachmentUploadView(APIView):
 
 
 class AttachmentDownloadView(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    # Served with the type sniffed at upload (consult.services.attachment_upload).
+    @extend_schema(
+        responses={
+            (200, "image/*"): OpenApiTypes.BINARY,
+            (200, "application/pdf"): OpenApiTypes.BINARY,
+        }
+    )
     def get(self, request: Request, attachment_id: str) -> FileResponse:
         attachment = selectors.attachment_get_for_user(
             user=request.user, attachment_id=attachment_id, request=request

@@ -21,12 +21,14 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from consult import frames, selectors, services
 from consult.hub import get_hub
 from consult.presence import STATUSES, presence_store
-from telehealth.errors import DomainError
+from telehealth import session_security
+from telehealth.errors import DomainError, is_service_unavailable
 from telehealth.realtime import (
     presence_topic,
     publish_now,
@@ -51,6 +53,11 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ABUSE = 4008
 CLOSE_PROTOCOL = 4400
 CLOSE_TRY_AGAIN_LATER = 1013
+
+# Frames that a person sends by acting (docs/protocol.md, "Session limits"): they keep
+# the session from going idle. The rest (subscribe on reconnect, read marks, presence,
+# the watchdog's ping) a page sends by itself, and an unattended screen would send them.
+ACTIVITY_FRAMES = frozenset({"send", "typing", "active"})
 
 
 def db(func):  # type: ignore[no-untyped-def]
@@ -91,9 +98,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        # Over its idle or absolute limit (then ended here), gone, or short of a second
+        # factor the person needs: refused like an anonymous socket.
+        session = await db(session_security.socket_session_check)(
+            session_key=session_key, user=user
+        )
+        if session.reason is not None:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.session_state = session
+        self.last_activity: float | None = None
         self.user = user
         self.user_name = user.display_name
-        self.session_key = getattr(self.scope.get("session"), "session_key", None)
+        self.session_key = session_key
         self.socket_id = uuid.uuid4().hex
         self.cursors: dict[int, ThreadCursor] = {}
         self.topics: set[str] = set()
@@ -107,6 +126,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.writer = asyncio.create_task(self._write_loop())
         self.heartbeat = asyncio.create_task(self._heartbeat_loop())
+        self.session_watch = asyncio.create_task(self._session_watch_loop())
         await self._join(user_topic(user.pk))
         self._emit(
             {
@@ -129,6 +149,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.closed = True
         self.outbox.put_nowait(None)
         self.heartbeat.cancel()
+        self.session_watch.cancel()
         await self.hub.unsubscribe_all(self, self.topics)
         self.topics.clear()
         try:
@@ -180,6 +201,30 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 await presence_store().set(self.user.pk, self.socket_id, self.presence_status)
             except Exception:
                 logger.debug("presence refresh failed", exc_info=True)
+
+    async def _session_watch_loop(self) -> None:
+        """Every SESSION_SOCKET_CHECK_SECONDS: is the session still there, within its
+        limits, and is this socket's last use recorded in it?"""
+        while not self.closed:
+            await asyncio.sleep(settings.SESSION_SOCKET_CHECK_SECONDS)
+            await self._check_session()
+
+    async def _check_session(self) -> bool:
+        """Look at the session; close with 4401 when it is over. True while it is good."""
+        try:
+            state = await db(session_security.socket_session_check)(
+                session_key=self.session_key, user=self.user, activity=self.last_activity
+            )
+        except Exception:  # the store is unreachable: keep the socket, look again later
+            logger.warning("session check failed; retrying", exc_info=True)
+            return True
+        if state.reason is None:
+            self.session_state = state
+            return True
+        if not self.closed:
+            self.closed = True
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+        return False
 
     # --- Hub callbacks (run on the event loop; must not block) ----------------------
 
@@ -286,6 +331,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self._strike(frames.error_frame("rate_limited", "Slow down.", ref=ref))
             return
         handler = self.HANDLERS.get(frame.get("type"))  # type: ignore[arg-type]
+        if frame.get("type") in ACTIVITY_FRAMES:
+            now = time.time()
+            # Past what the socket knows of its limits: look before this use counts.
+            deadline = session_security.socket_deadline(self.session_state, self.last_activity)
+            if now >= deadline and not await self._check_session():
+                return
+            self.last_activity = now
         if handler is None:
             await self._strike(
                 frames.error_frame(
@@ -297,8 +349,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await handler(self, frame, ref)
         except DomainError as error:
             self._emit(frames.error_frame(error.code, error.message, ref=ref, fields=error.fields))
-        except (OperationalError, InterfaceError, DatabaseError):
-            logger.warning("database unavailable for a %s frame", frame.get("type"), exc_info=True)
+        except Exception as error:
+            # The database or Redis is unreachable: the socket stays open and the
+            # client retries (a send with the same client_id is never stored twice).
+            if not isinstance(error, OperationalError | InterfaceError | DatabaseError) and (
+                not is_service_unavailable(error)
+            ):
+                raise
+            logger.warning("service unavailable for a %s frame", frame.get("type"), exc_info=True)
             self._emit(
                 frames.error_frame(
                     "unavailable",
@@ -372,7 +430,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if replayed:
             await db(_audit_replay)(user=self.user, thread_id=thread_id, scope=self.scope)
         await self._watch_presence([p["id"] for p in info["participants"]])
-        statuses = await presence_store().status_of([p["id"] for p in info["participants"]])
+        try:
+            statuses = await presence_store().status_of([p["id"] for p in info["participants"]])
+        except Exception:  # presence is best effort; Redis may be down
+            logger.debug("presence read failed", exc_info=True)
+            statuses = {}
         for participant in info["participants"]:
             participant["presence"] = statuses.get(participant["id"], "offline")
         self._emit(
@@ -455,6 +517,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def handle_ping(self, frame: dict[str, Any], ref: Any) -> None:
         self._emit({"type": "pong", "ref": ref})
 
+    async def handle_active(self, frame: dict[str, Any], ref: Any) -> None:
+        """The person used the page (typed, clicked, scrolled): counted above, no answer."""
+
     HANDLERS = {
         "subscribe": handle_subscribe,
         "unsubscribe": handle_unsubscribe,
@@ -465,6 +530,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         "watch": handle_watch,
         "unwatch": handle_unwatch,
         "ping": handle_ping,
+        "active": handle_active,
     }
 
     # --- Topics and presence ------------------------------------------------------------

@@ -61,6 +61,9 @@ class Hub:
         # only when it is behind what was committed a whole interval ago.
         self._previous_last_seqs: dict[int, int] = {}
         self.events_received = 0
+        # Set while the channel layer is unreachable: group memberships must be made
+        # again (a restarted Redis has forgotten them) before events flow again.
+        self._rejoin_needed = False
 
     async def ensure_started(self) -> None:
         if self._started.is_set():
@@ -84,8 +87,17 @@ class Hub:
         clients = self.topics[topic]
         first = not clients
         clients.add(client)
-        if not first:
+        if not first or (self.bus is None and self.layer is None):
             return
+        try:
+            await self._join(topic)
+        except Exception as error:
+            # Redis is down: the socket still works (the sync loop delivers from
+            # the database) and the hub joins the topic once Redis is back.
+            logger.warning("hub: joining %s failed (%s); joining later", topic, error)
+            self._rejoin_needed = True
+
+    async def _join(self, topic: str) -> None:
         if self.bus is not None:
             await self.bus.subscribe(topic)
         elif self.layer is not None:
@@ -105,8 +117,8 @@ class Hub:
                     await self.bus.unsubscribe(topic)
                 elif self.layer is not None and self.channel_name is not None:
                     await self.layer.group_discard(topic_group(topic), self.channel_name)
-            except Exception:  # a layer's membership expires; the bus resubscribes on reconnect
-                logger.warning("hub: leaving %s failed", topic, exc_info=True)
+            except Exception as error:  # a membership expires; a reconnect forgets it
+                logger.warning("hub: leaving %s failed (%s)", topic, error)
 
     async def unsubscribe_all(self, client: HubClient, topics: set[str]) -> None:
         for topic in list(topics):
@@ -135,55 +147,75 @@ class Hub:
         assert self.bus is not None
         backoff = 0.1
         while True:
+            if self._rejoin_needed and not await self._rejoin_all():
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
             try:
                 async for event, text in self.bus.messages():
                     backoff = 0.1
                     self.dispatch(event, text)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 # Redis went away; the next read reconnects and subscribes again.
-                # Events published meanwhile are lost: catch up from the database
-                # now rather than at the next periodic sync.
-                logger.warning("hub: bus connection lost; reconnecting", exc_info=True)
+                # Events published meanwhile are lost: once back, catch up from
+                # the database at once rather than at the next periodic sync.
+                logger.warning("hub: bus connection lost (%s); reconnecting", error)
+                self._rejoin_needed = True
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                self._previous_last_seqs = {}
-                try:
-                    await self.sync_once(settle=False)
-                except Exception:
-                    logger.debug("hub: sync after reconnect failed", exc_info=True)
+                backoff = min(backoff * 2, 2.0)
+                if await self._rejoin_all():
+                    try:
+                        await self.sync_once(settle=False)
+                    except Exception as sync_error:
+                        logger.warning("hub: catch-up after reconnect failed (%s)", sync_error)
 
     async def _receive_loop(self) -> None:
         assert self.layer is not None
         assert self.channel_name is not None
         backoff = 0.1
         while True:
+            if self._rejoin_needed and not await self._rejoin_all():
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
             try:
                 event = await self.layer.receive(self.channel_name)
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 # Redis went away. Events sent meanwhile are lost; the next
-                # sync repairs every socket from the database.
-                logger.warning("hub: channel layer receive failed; retrying", exc_info=True)
+                # sync repairs every socket from the database. A restarted Redis
+                # has no group memberships: join every topic again before reading.
+                logger.warning("hub: channel layer receive failed (%s); retrying", error)
+                self._rejoin_needed = True
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                await self._rejoin_all()
+                backoff = min(backoff * 2, 2.0)
                 continue
             self.dispatch(event)
 
-    async def _rejoin_all(self) -> None:
+    async def _rejoin_all(self) -> bool:
+        """Join every topic's group again; False (and retried later) if Redis is still away."""
+        if self.bus is not None:
+            try:
+                await self.bus.resubscribe(list(self.topics))
+            except Exception as error:
+                logger.warning("hub: subscribing again failed (%s)", error)
+                return False
+            self._rejoin_needed = False
+            return True
         if self.layer is None or self.channel_name is None:
-            return
+            return True
         for topic in list(self.topics):
             try:
-                await self.layer.group_add(topic_group(topic), self.channel_name)
-                self._joined_at[topic] = time.monotonic()
-            except Exception:
-                logger.warning("hub: rejoin %s failed", topic, exc_info=True)
-                return
+                await self._join(topic)
+            except Exception as error:
+                logger.warning("hub: rejoin %s failed (%s)", topic, error)
+                return False
+        self._rejoin_needed = False
+        return True
 
     async def _sync_loop(self) -> None:
         while True:
@@ -200,6 +232,8 @@ class Hub:
 
         With ``settle`` a socket is repaired only when behind what was committed a
         whole interval ago (live events may still be on their way); without it, at once."""
+        if self._rejoin_needed:
+            await self._rejoin_all()
         thread_ids = [int(t[2:]) for t in self.topics if t.startswith("t.")]
         if thread_ids:
             from consult.selectors import thread_last_seqs

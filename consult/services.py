@@ -19,6 +19,8 @@ from django.utils.translation import gettext as _
 
 from consult import frames
 from consult.models import Attachment, Message, Participant, Thread
+from privacy.models import Purpose
+from privacy.selectors import consent_check
 from telehealth import services as kernel_services
 from telehealth.db_async import async_pool, async_pool_available
 from telehealth.errors import AccessDenied, Conflict, DomainError, NotFound
@@ -88,6 +90,9 @@ def thread_open(
         existing = Thread.objects.filter(kind=kind, context=context).first()
         if existing is not None:
             return existing
+    if patient is not None and kind == Thread.Kind.CASE_CONFERENCE:
+        # Discussing a patient's case with mentees is a purpose of its own (privacy).
+        consent_check(patient=patient, purpose=Purpose.CASE_DISCUSSION)
     thread = Thread.objects.create(
         kind=kind, subject=subject[:200], context=context, patient=patient, created_by=created_by
     )

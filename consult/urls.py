@@ -46,6 +46,7 @@ _visit = [
     ("consent/", visit_api.VisitConsentView, "consent"),
     ("snapshot-notice/", visit_api.VisitSnapshotNoticeView, "snapshot-notice"),
     ("snapshots/", visit_api.VisitSnapshotView, "snapshots"),
+    ("recording/ask/", visit_api.VisitRecordingAskView, "recording-ask"),
     ("recording/start/", visit_api.VisitRecordingStartView, "recording-start"),
     ("recording/stop/", visit_api.VisitRecordingStopView, "recording-stop"),
     ("recordings/", visit_api.VisitRecordingListView, "recordings"),

@@ -392,6 +392,20 @@ class VisitRecordingStartView(APIView):
         return Response(_visit_out(request, visit_id))
 
 
+class VisitRecordingAskView(APIView):
+    """The host asks everyone who has not agreed yet; their pages show a yes/no prompt."""
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "RecordingAsked", {"asked": serializers.ListField(child=serializers.IntegerField())}
+        ),
+    )
+    def post(self, request: Request, visit_id: int) -> Response:
+        asked = services.visit_recording_ask(visit_id=visit_id, by=request.user)
+        return Response({"asked": asked})
+
+
 class VisitRecordingStopView(APIView):
     @extend_schema(request=None, responses=VisitDetailOut)
     def post(self, request: Request, visit_id: int) -> Response:

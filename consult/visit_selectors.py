@@ -22,8 +22,16 @@ from telehealth.models import AuditEvent, User
 
 
 def _visible(user: User) -> QuerySet[Visit]:
-    return Visit.objects.filter(participants__user=user).exclude(
-        participants__user=user, participants__state=VisitParticipant.State.REMOVED
+    # Both conditions in one filter() so they apply to the same participant row: an
+    # exclude() over the relation would also hide the visit from everyone else in it
+    # as soon as anybody was removed.
+    return Visit.objects.filter(
+        participants__user=user,
+        participants__state__in=[
+            state
+            for state in VisitParticipant.State.values
+            if state != VisitParticipant.State.REMOVED
+        ],
     )
 
 

@@ -38,6 +38,8 @@ from consult.models import (
     VisitRecordingSession,
     VisitSnapshot,
 )
+from privacy.models import Purpose
+from privacy.selectors import consent_allows, consent_check
 from telehealth import services as kernel_services
 from telehealth.audit import audit_record
 from telehealth.errors import AccessDenied, Conflict, DomainError, NotFound
@@ -182,6 +184,9 @@ def visit_schedule(
         )
         if existing is not None:
             return existing
+    # A remote examination is care through the telehealth service: the patient must
+    # not have withdrawn it (privacy page); in-person care is untouched.
+    consent_check(patient=patient, purpose=Purpose.CARE)
     thread = messaging.thread_open(
         kind=Thread.Kind.VISIT,
         created_by=host,
@@ -510,6 +515,33 @@ def visit_recording_consent(*, visit_id: int, user: User, consent: bool) -> Visi
     return member
 
 
+@transaction.atomic
+def visit_recording_ask(*, visit_id: int, by: User) -> list[int]:
+    """The host asks everyone in the visit who has not said yes to recording yet.
+
+    Nothing is recorded and no consent changes: the pages of the people asked show
+    them a yes/no prompt (``visit.recording_asked`` with their user ids), and their
+    answer goes through :func:`visit_recording_consent`. Host only, while the visit
+    is open or in progress. Returns the ids asked (empty: everyone already agreed).
+    """
+    visit = _locked(visit_id)
+    _require_host(visit, by)
+    if visit.state not in LIVE_STATES:
+        raise Conflict(
+            _("A visit can be recorded only while it is in progress."), code="not_in_progress"
+        )
+    asked = list(
+        _members_in_visit(visit)
+        .exclude(recording_consent=True)
+        .exclude(user=by)
+        .order_by("id")
+        .values_list("user_id", flat=True)
+    )
+    if asked:
+        _announce(visit, "visit.recording_asked", {"by": by.display_name, "users": asked})
+    return asked
+
+
 def _members_in_visit(visit: Visit) -> QuerySet[VisitParticipant]:
     return VisitParticipant.objects.filter(visit=visit).exclude(
         state__in=[VisitParticipant.State.REMOVED, VisitParticipant.State.LEFT]
@@ -517,9 +549,14 @@ def _members_in_visit(visit: Visit) -> QuerySet[VisitParticipant]:
 
 
 def visit_recording_allowed(*, visit: Visit) -> bool:
-    """True only if every participant still in the visit said yes."""
+    """True only if every participant still in the visit said yes, and the patient's
+    consent to recording (``privacy``) is in force and not restricted."""
     members = _members_in_visit(visit)
-    return members.exists() and not members.exclude(recording_consent=True).exists()
+    return (
+        members.exists()
+        and not members.exclude(recording_consent=True).exists()
+        and consent_allows(patient=visit.patient_id, purpose=Purpose.RECORDING)
+    )
 
 
 # --- Recording ---------------------------------------------------------------------------
@@ -600,6 +637,9 @@ def visit_recording_start(*, visit_id: int, by: User) -> VisitRecordingSession:
     running = _running_recording(visit)
     if running is not None:
         return running
+    # The patient's standing decision first (``privacy``: withdrawn on the privacy
+    # page, or held back by a restriction), then everyone's yes in this visit.
+    consent_check(patient=visit.patient, purpose=Purpose.RECORDING)
     missing = list(
         _members_in_visit(visit)
         .exclude(recording_consent=True)
@@ -642,6 +682,22 @@ def visit_recording_start(*, visit_id: int, by: User) -> VisitRecordingSession:
 
     transaction.on_commit(tell_relay)
     return session
+
+
+@transaction.atomic
+def visit_recordings_stop_for_patient(*, patient_id: int, by: User | None) -> int:
+    """The patient's consent to recording is gone (withdrawn, or a restriction): end
+    every running recording of their visits now (reason ``consent``; the nodes are
+    told after commit). What was recorded before stays: a withdrawal does not reach
+    back. Takes each visit's row lock. Returns how many recordings ended."""
+    visit_ids = list(
+        VisitRecordingSession.objects.filter(visit__patient_id=patient_id, ended_at__isnull=True)
+        .order_by("visit_id")
+        .values_list("visit_id", flat=True)
+    )
+    for visit_id in visit_ids:
+        _recording_end_running(_locked(visit_id), VisitRecordingSession.StopReason.CONSENT, by=by)
+    return len(visit_ids)
 
 
 @transaction.atomic

@@ -49,6 +49,16 @@ keyframe, which it asks the publisher for.
 
 Observers. :attr:`PublishedTrack.observers` see every encoded frame as it
 arrives, subscribers or not (the recorder in ``relay/recording.py``).
+
+Sender clock. The tap also wraps ``RTCRtpReceiver._handle_rtcp_packet`` *on the
+receiver instance* to keep the latest RTCP sender report (NTP time, RTP
+timestamp) of the track; :meth:`PublishedTrack.sender_time` maps a frame's RTP
+timestamp onto the publisher's own wall clock, which all of its tracks share
+(the recorder aligns audio and video with it). The frames aiortc hands over
+carry the RTP timestamp minus the track's first one
+(``_RTCRtpReceiver__timestamp_mapper``, a ``TimestampMapper`` whose ``_origin``
+it subtracts); the tap adds that origin back. Without the mapper (another
+aiortc) there is no sender clock and the recorder uses arrival times.
 """
 
 from __future__ import annotations
@@ -70,6 +80,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtp import RtcpSrPacket
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +89,7 @@ SUPPORTED_AIORTC = "1.16."
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 #: Codecs forwarded as-is (others are decoded and re-encoded).
 FORWARDABLE = frozenset({"vp8", "h264", "opus"})
 VIDEO_QUEUE_FRAMES = 30
@@ -100,6 +112,7 @@ def check_aiortc() -> None:
     for cls, name in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
         (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpReceiver, "_handle_rtcp_packet"),
         (RTCRtpReceiver, "getSynchronizationSources"),
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_handle_rtcp_packet"),
@@ -206,7 +219,26 @@ class ReceiverTap:
         self.keyframes = 0
         self.bytes = 0
         self.decoded = 0
+        #: the latest RTCP sender report: (NTP seconds, RTP timestamp), or None
+        self.sender_report: tuple[float, int] | None = None
+        self._timestamp_mapper = getattr(receiver, _TIMESTAMP_MAPPER, None)
+        if not hasattr(self._timestamp_mapper, "_origin"):
+            logger.warning("aiortc's receiver has no timestamp mapper: no sender clock")
+            self._timestamp_mapper = None
         setattr(receiver, _DECODER_QUEUE, self)
+        handle_rtcp = getattr(receiver, "_handle_rtcp_packet", None)
+        if handle_rtcp is not None:  # (check_aiortc makes sure aiortc's receiver has it)
+
+            async def handle_rtcp_packet(packet: Any) -> None:
+                if isinstance(packet, RtcpSrPacket):
+                    ntp = packet.sender_info.ntp_timestamp
+                    self.sender_report = (
+                        (ntp >> 32) + (ntp & 0xFFFFFFFF) / (1 << 32),
+                        packet.sender_info.rtp_timestamp,
+                    )
+                await handle_rtcp(packet)
+
+            receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
         if low_latency:
             stock = getattr(receiver, _JITTER_BUFFER, None)
             if not isinstance(stock, JitterBuffer):
@@ -216,6 +248,13 @@ class ReceiverTap:
                 _JITTER_BUFFER,
                 LowLatencyJitterBuffer(stock.capacity, is_video=kind == "video"),
             )
+
+    def rtp_timestamp(self, frame_timestamp: int) -> int | None:
+        """The RTP timestamp of a frame this tap was handed (aiortc made it relative)."""
+        origin = getattr(self._timestamp_mapper, "_origin", None)
+        if origin is None:
+            return None
+        return (frame_timestamp + origin) & 0xFFFFFFFF
 
     # -- the part of the queue.Queue protocol RTCRtpReceiver and its thread use
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -535,6 +574,20 @@ class PublishedTrack:
     @property
     def forwardable(self) -> bool:
         return self.codec_name in FORWARDABLE and not self.stock_transcode
+
+    def sender_time(self, frame_timestamp: int, clock_rate: int) -> float | None:
+        """When the publisher stamped a frame we were handed (its ``timestamp``), in
+        seconds of its own NTP clock, from its last RTCP sender report; None before
+        the first report."""
+        report = self.tap.sender_report
+        rtp = self.tap.rtp_timestamp(frame_timestamp)
+        if report is None or rtp is None:
+            return None
+        ntp_seconds, reference = report
+        delta = (rtp - reference) & 0xFFFFFFFF
+        if delta >= 1 << 31:  # before the report's timestamp (modulo 2**32)
+            delta -= 1 << 32
+        return ntp_seconds + delta / clock_rate
 
     # -- frames in
     def _on_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame, keyframe: bool) -> None:

@@ -17,11 +17,18 @@ present or arriving later, is recorded into a file of its own:
   audio-only mode) is recorded audio-only; when its video shows up later,
   that file is closed and a new one with video starts at the keyframe.
 - Timestamps: each track's RTP timestamps (90 kHz video, 48 kHz Opus) are
-  unwrapped and anchored at the arrival time of the track's first frame in
-  the file, so audio and video line up to within the network jitter; a track
-  whose RTP clock jumps more than :data:`RESYNC_SECONDS` away from arrival
-  time is re-anchored. Packets go to the muxer in milliseconds (Matroska's
-  time base) and strictly increasing per stream.
+  unwrapped from an anchor: the track's first frame in the file. Where the
+  publisher has sent an RTCP sender report for the track (it maps RTP time to
+  the publisher's own NTP clock, shared by its audio and video; browsers send
+  one about every second), the anchor is placed by that clock, plus one
+  transit delay per file (measured on the file's first frame), so audio and
+  video line up as the publisher captured them, whatever the two tracks'
+  network paths and jitter buffers did. Without a report (the first second of
+  a publisher) a track is anchored at its first frame's arrival time, which
+  aligns them to within the network jitter. A track whose RTP clock strays
+  more than :data:`RESYNC_SECONDS` from arrival time is re-anchored. Packets
+  go to the muxer in milliseconds (Matroska's time base), strictly
+  increasing per stream.
 - Muxing and file I/O run on one writer thread per file (a bounded queue;
   the event loop only enqueues). If the disk cannot keep up, video skips to
   the next keyframe rather than growing memory.
@@ -237,10 +244,17 @@ class TrackClock:
         self._ticks = 0
         self._anchor_at = at
 
-    def pts_ms(self, timestamp: int, at: float) -> int:
-        """``timestamp`` (RTP, 32 bits) of a frame that arrived ``at`` seconds into the file."""
+    def pts_ms(self, timestamp: int, at: float, synced: float | None = None) -> int:
+        """``timestamp`` (RTP, 32 bits) of a frame that arrived ``at`` seconds into the file.
+
+        ``synced``: where the frame belongs in the file by the publisher's clock
+        (see :meth:`RecordingFile.add`); an anchor is placed there rather than at
+        ``at`` unless the two are more than ``RESYNC_SECONDS`` apart.
+        """
+        if synced is not None and abs(synced - at) > RESYNC_SECONDS:
+            synced = None  # a stale or foreign report: arrival time is safer
         if self._last_ts is None:
-            self._anchor(timestamp, at)
+            self._anchor(timestamp, at if synced is None else synced)
         else:
             delta = (timestamp - self._last_ts) & 0xFFFFFFFF
             if delta >= 1 << 31:  # earlier than the last one (wrapped backwards)
@@ -251,9 +265,9 @@ class TrackClock:
         if abs(seconds - at) > RESYNC_SECONDS:
             # The sender's clock jumped (a restarted encoder, a long gap): follow arrival.
             self.resyncs += 1
-            self._anchor(timestamp, at)
-            seconds = at
-        ms = round(seconds * 1000)
+            seconds = at if synced is None else synced
+            self._anchor(timestamp, seconds)
+        ms = max(0, round(seconds * 1000))
         if ms <= self.last_ms:
             ms = self.last_ms + 1
         self.last_ms = ms
@@ -313,6 +327,10 @@ class RecordingFile:
             "audio": TrackClock(audio[1]) if audio else None,
         }
         self.frames = {"video": 0, "audio": 0}
+        #: arrival minus the publisher's clock, measured on the first frame that had both
+        self.transit: float | None = None
+        #: frames placed by the publisher's clock (RTCP sender reports)
+        self.synced_frames = 0
         self.skipped = 0
         self._video_needs_keyframe = False
         self.error: str | None = None
@@ -323,8 +341,20 @@ class RecordingFile:
         self._thread.start()
 
     # -- event loop side
-    def add(self, kind: str, data: bytes, timestamp: int, arrival: float, keyframe: bool) -> bool:
-        """Queue one encoded frame; False if it was skipped (backlog, waiting for a keyframe)."""
+    def add(
+        self,
+        kind: str,
+        data: bytes,
+        timestamp: int,
+        arrival: float,
+        keyframe: bool,
+        sent: float | None = None,
+    ) -> bool:
+        """Queue one encoded frame; False if it was skipped (backlog, waiting for a keyframe).
+
+        ``arrival``: monotonic seconds; ``sent``: the frame's time on the publisher's
+        clock (:meth:`PublishedTrack.sender_time`), None if not known yet.
+        """
         clock = self.clocks.get(kind)
         if clock is None or self.error is not None:
             return False
@@ -339,7 +369,13 @@ class RecordingFile:
             if kind == "video":
                 self._video_needs_keyframe = True
             return False
-        pts = clock.pts_ms(timestamp, arrival - self.started)
+        synced = None
+        if sent is not None:
+            if self.transit is None:
+                self.transit = arrival - sent
+            synced = sent + self.transit - self.started
+            self.synced_frames += 1
+        pts = clock.pts_ms(timestamp, arrival - self.started, synced)
         self.frames[kind] += 1
         self._queue.put((kind, data, pts, keyframe))
         return True
@@ -469,8 +505,8 @@ class PublisherRecorder:
             )
         self.sources = [s for s in (self.video_source, self.audio_source) if s is not None]
         self.file: RecordingFile | None = None
-        self._pending_audio: collections.deque[tuple[float, int, bytes]] = collections.deque(
-            maxlen=PENDING_AUDIO_FRAMES
+        self._pending_audio: collections.deque[tuple[float, int, bytes, float | None]] = (
+            collections.deque(maxlen=PENDING_AUDIO_FRAMES)
         )
         self._waiting_since: float | None = None
 
@@ -497,8 +533,8 @@ class PublisherRecorder:
             audio=audio,
             started=started,
         )
-        for arrival, timestamp, data in self._pending_audio:
-            self.file.add("audio", data, timestamp, arrival, True)
+        for arrival, timestamp, data, sent in self._pending_audio:
+            self.file.add("audio", data, timestamp, arrival, True, sent)
         self._pending_audio.clear()
         self._waiting_since = None
 
@@ -510,15 +546,18 @@ class PublisherRecorder:
     def _on_frame(self, source: PublishedTrack, codec: Any, frame: Any, keyframe: bool) -> None:
         now = time.monotonic()
         name = codec.name.lower()
+        sent = source.sender_time(frame.timestamp, codec.clockRate)
         if source.kind == "video":
-            self._on_video(name, codec.clockRate, frame, keyframe, now)
+            self._on_video(name, codec.clockRate, frame, keyframe, now, sent)
         else:
-            self._on_audio(frame, now)
+            self._on_audio(frame, now, sent)
 
-    def _on_video(self, name: str, rate: int, frame: Any, keyframe: bool, now: float) -> None:
+    def _on_video(
+        self, name: str, rate: int, frame: Any, keyframe: bool, now: float, sent: float | None
+    ) -> None:
         current = self.file
         if current is not None and current.video is not None:
-            current.add("video", frame.data, frame.timestamp, now, keyframe)
+            current.add("video", frame.data, frame.timestamp, now, keyframe, sent)
             if current.needs_keyframe and self.video_source is not None:
                 self.video_source.request_keyframe()
             return
@@ -532,16 +571,16 @@ class PublisherRecorder:
         if current is not None:
             # Video came back to an audio-only file: a new file with both starts here.
             self._close_current("video-started")
-        started = min([now, *(arrival for arrival, _, _ in self._pending_audio)])
+        started = min([now, *(arrival for arrival, _, _, _ in self._pending_audio)])
         self._open(with_video=(name, size[0], size[1], rate), started=started)
         assert self.file is not None
-        self.file.add("video", frame.data, frame.timestamp, now, keyframe)
+        self.file.add("video", frame.data, frame.timestamp, now, keyframe, sent)
 
-    def _on_audio(self, frame: Any, now: float) -> None:
+    def _on_audio(self, frame: Any, now: float, sent: float | None) -> None:
         if self.file is not None:
-            self.file.add("audio", frame.data, frame.timestamp, now, True)
+            self.file.add("audio", frame.data, frame.timestamp, now, True, sent)
             return
-        self._pending_audio.append((now, frame.timestamp, frame.data))
+        self._pending_audio.append((now, frame.timestamp, frame.data, sent))
         if self._waiting_since is None:
             self._waiting_since = now
         if self.video_source is None or now - self._waiting_since >= VIDEO_GRACE:

@@ -43,7 +43,8 @@ except ImportError:  # older PyJWT: no such warning
 ISSUER = "telehealth-web"
 AUDIENCE = "telehealth-relay"
 ALGORITHM = "HS256"
-DEV_SECRET = "dev-relay-secret-change-me-not-for-production"  # noqa: S105 (public: --dev only)
+# Public on purpose: what `relay --dev` and the embedded default use; production refuses it.
+DEV_SECRET = "dev-relay-secret-change-me-not-for-production"  # noqa: S105  # nosec B105
 CAPABILITIES = frozenset({"publish", "subscribe", "admin"})
 #: Seconds of clock skew tolerated between the web tier and the node.
 LEEWAY = 5

@@ -30,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from privacy import services as privacy_services
 from scheduler import routing
 from scheduler.events import Outbox, board_topics
 from scheduler.models import (
@@ -50,7 +51,13 @@ from scheduler.selectors import (
 )
 from telehealth import services as kernel_services
 from telehealth.audit import audit_record
-from telehealth.errors import AccessDenied, Conflict, DomainError, NotFound
+from telehealth.errors import (
+    AccessDenied,
+    Conflict,
+    DomainError,
+    NotFound,
+    is_service_unavailable,
+)
 from telehealth.models import (
     AuditEvent,
     CareRelationship,
@@ -172,9 +179,21 @@ def _outbox_status(outbox: Outbox, referral: Referral, name: str) -> None:
 
 
 def _grant(referral: Referral, member: User, by: User | None) -> None:
-    """The receiving side may see the patient's record while the referral lasts."""
+    """The receiving side may see the patient's record while the referral lasts.
+
+    A facility that never cared for the patient gets it only with the patient's
+    consent to sharing on referral, or for an emergency (vital interests, audited):
+    ``privacy.services.referral_sharing_check`` raises ``ConsentRequired`` (409)
+    otherwise, which rolls the action back."""
     if member.pk == referral.patient.user_id:
         return
+    privacy_services.referral_sharing_check(
+        patient=referral.patient,
+        member=member,
+        emergency=referral.priority == Priority.EMERGENCY,
+        source=_source(referral.pk),
+        by=by,
+    )
     kernel_services.care_relationship_grant(
         patient=referral.patient,
         member=member,
@@ -344,7 +363,14 @@ def _enqueue_route(referral_id: int, *, emergency: bool) -> None:
                 referral_route(referral_id=referral_id)
             except Exception:  # the task below routes it; never fail the submission
                 logger.exception("inline routing of emergency referral %s failed", referral_id)
-        route_referral.delay(referral_id)
+        try:
+            route_referral.delay(referral_id)
+        except Exception as error:
+            # The broker is down. The referral is committed and pending: the sweeper
+            # (route_sweep, every minute) routes it, so the submission still succeeds.
+            if not is_service_unavailable(error):
+                raise
+            logger.warning("routing task for referral %s not sent: %s", referral_id, error)
 
     transaction.on_commit(after_commit)
 

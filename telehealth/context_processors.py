@@ -81,6 +81,26 @@ _LINKS: tuple[tuple[str, str, Callable[[], str], Callable[[Navigation], bool]], 
         # Staff see the whole country's coverage (network.selectors.coordinator_scope).
         lambda n: n.is_coordinator or Role.ADMINISTRATOR.value in n.roles,
     ),
+    ("patients", "telehealth-patients", lambda: _("Patients"), lambda n: n.is_clinician),
+    (
+        "break-glass-review",
+        "telehealth-break-glass-review",
+        lambda: _("Emergency access review"),
+        lambda n: Role.PRIVACY_OFFICER.value in n.roles,
+    ),
+    (
+        "access-log",
+        "telehealth-access-log",
+        lambda: _("Who accessed my record"),
+        lambda n: n.is_patient,
+    ),
+    (
+        "privacy-worklist",
+        "privacy-worklist",
+        lambda: _("Data requests"),
+        lambda n: n.is_coordinator,
+    ),
+    ("privacy", "privacy", lambda: _("My data & privacy"), lambda n: n.is_patient),
     ("profile", "profile", lambda: _("Profile"), lambda n: True),
 )
 

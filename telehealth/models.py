@@ -207,6 +207,7 @@ class Role(models.TextChoices):
     DOCTOR = "doctor", _("doctor")
     HEALTH_WORKER = "health_worker", _("commune health worker")
     COORDINATOR = "coordinator", _("coordinator")
+    PRIVACY_OFFICER = "privacy_officer", _("privacy officer")
     ADMINISTRATOR = "administrator", _("administrator")
 
 
@@ -249,6 +250,8 @@ class User(AbstractUser):
             held.add(clinician.kind)
         if self.coordinator_assignments.exists():
             held.add(Role.COORDINATOR)
+        if self.privacy_officer_assignments.exists():
+            held.add(Role.PRIVACY_OFFICER)
         if self.is_staff:
             held.add(Role.ADMINISTRATOR)
         return held
@@ -370,6 +373,35 @@ class CoordinatorAssignment(models.Model):
         return f"{self.user.display_name} → {self.facility or self.province}"
 
 
+class PrivacyOfficerAssignment(models.Model):
+    """Who reviews emergency (break-glass) access for a facility.
+
+    A role of its own, like a coordinator's scope: a person may be a privacy
+    officer of one or more facilities whatever else they are. Break-glass
+    alerts go to the officers of the facility of the doctor who broke the glass.
+    """
+
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="privacy_officer_assignments"
+    )
+    facility = models.ForeignKey(
+        Facility,
+        on_delete=models.CASCADE,
+        related_name="privacy_officers",
+        verbose_name=_("facility"),
+    )
+
+    class Meta:
+        verbose_name = _("privacy officer assignment")
+        verbose_name_plural = _("privacy officer assignments")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "facility"], name="privacy_officer_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user.display_name} → {self.facility}"
+
+
 class CareRelationship(models.Model):
     """Why a person may see a patient's data: the care team, a visit, a referral.
 
@@ -412,6 +444,86 @@ class CareRelationship(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member} → {self.patient} ({self.kind})"
+
+
+class BreakGlassAccess(models.Model):
+    """A doctor outside the care relationship opened a patient's record in an emergency.
+
+    Written only by ``telehealth.services.break_glass_open``, which grants a
+    ``break_glass`` care relationship ending at ``ends_at`` and alerts the
+    privacy officers of ``facility`` (the doctor's facility at that moment).
+    An officer then reviews it: justified, or not (which ends it at once).
+    """
+
+    class Review(models.TextChoices):
+        PENDING = "pending", _("pending review")
+        JUSTIFIED = "justified", _("justified")
+        NOT_JUSTIFIED = "not_justified", _("not justified")
+
+    doctor = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        related_name="break_glass_accesses",
+        verbose_name=_("doctor"),
+    )
+    patient = models.ForeignKey(
+        PatientProfile,
+        on_delete=models.PROTECT,
+        related_name="break_glass_accesses",
+        verbose_name=_("patient"),
+    )
+    facility = models.ForeignKey(
+        Facility, on_delete=models.PROTECT, related_name="break_glass_accesses"
+    )
+    reason = models.TextField(_("reason"))
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    ends_at = models.DateTimeField(_("ends"))
+    relationship = models.OneToOneField(
+        CareRelationship,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="break_glass_access",
+    )
+    # The alert: when it was sent and to whom (the facility's privacy officers then).
+    alerted_at = models.DateTimeField(_("alert sent"), null=True, blank=True)
+    alerted_officers = models.ManyToManyField(User, related_name="+", blank=True)
+    review_state = models.CharField(
+        _("review"), max_length=20, choices=Review.choices, default=Review.PENDING
+    )
+    reviewed_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    review_note = models.TextField(_("reviewer's note"), blank=True)
+    reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = _("emergency access")
+        verbose_name_plural = _("emergency accesses")
+        indexes = [
+            models.Index(
+                fields=["facility", "review_state", "started_at"], name="breakglass_review"
+            ),
+            models.Index(fields=["patient", "started_at"], name="breakglass_patient"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("started_at")), name="breakglass_ends_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(review_state="pending")
+                | (Q(reviewed_by__isnull=False) & Q(reviewed_at__isnull=False)),
+                name="breakglass_review_has_reviewer",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.doctor} → {self.patient} ({self.started_at:%Y-%m-%d %H:%M})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.started_at <= timezone.now() < self.ends_at
 
 
 # --- What was done --------------------------------------------------------------

@@ -128,6 +128,17 @@ class RedisBus:
             if self._confirmations.get(name) is waiter and waiter.done():
                 del self._confirmations[name]
 
+    async def resubscribe(self, topics: list[str]) -> None:
+        """Subscribe again to ``topics`` not subscribed now (a subscribe that failed while
+        Redis was away), without waiting: the caller may be the reader itself."""
+        missing = [
+            name
+            for name in (self.channel(topic).encode() for topic in topics)
+            if name not in self._pubsub.channels
+        ]
+        if missing:
+            await self._pubsub.subscribe(*missing)
+
     async def unsubscribe(self, topic: str) -> None:
         await self._pubsub.unsubscribe(self.channel(topic).encode())
 
@@ -192,8 +203,8 @@ def _publish_sync(items: list[tuple[str, dict[str, Any]]]) -> None:
             for topic, event in items:
                 pipe.publish(prefix + topic, encode_event(topic, event))
             pipe.execute()
-    except Exception:
-        logger.warning("realtime publish of %d events failed", len(items), exc_info=True)
+    except Exception as error:
+        logger.warning("realtime publish of %d events failed: %s", len(items), error)
 
 
 async def publish_many(items: list[tuple[str, dict[str, Any]]]) -> None:
@@ -210,8 +221,16 @@ async def publish_many(items: list[tuple[str, dict[str, Any]]]) -> None:
             return
         for topic, event in items:
             await layer.group_send(topic_group(topic), {"type": HUB_EVENT, "topic": topic, **event})
-    except Exception:  # a broken transport must not break the write already committed
-        logger.warning("realtime publish of %d events failed", len(items), exc_info=True)
+    except Exception as error:  # a broken transport must not break the committed write
+        from telehealth.errors import is_service_unavailable
+
+        # Redis down: one line per lost batch, not a traceback (readers repair it).
+        logger.warning(
+            "realtime publish of %d events failed: %s",
+            len(items),
+            error,
+            exc_info=not is_service_unavailable(error),
+        )
 
 
 async def publish_now(topic: str, event: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from telehealth.models import (
     FacilitySpecialty,
     LegacyProvince,
     PatientProfile,
+    PrivacyOfficerAssignment,
     Province,
     Sex,
     Specialty,
@@ -72,6 +73,7 @@ DEMO_LOGINS: list[tuple[str, str]] = [
     ("demo.doctor.commune", "Doctor, commune health station"),
     ("demo.healthworker", "Commune health worker"),
     ("demo.coordinator", "Coordinator, Hà Nội"),
+    ("demo.privacy", "Privacy officer, Bạch Mai (reviews emergency access)"),
     ("demo.admin", "Administrator"),
 ]
 
@@ -1678,6 +1680,26 @@ def _write_network(plan: NetworkPlan, *, password_hash: str, report: Callable[[s
     rows += len(assignments)
     report(f"coordinators: {len(assignments):,}")
 
+    # Each hub's privacy officer (reviews its doctors' break-glass accesses) is, in the
+    # demo, the hub's own coordinator: no extra accounts, so the seed stays as fast.
+    # A hub left without a coordinator (a small --coordinators) has no officer.
+    hub_codes = {f.code for f in plan.facilities if f.is_telehealth_hub}
+    officer_of: dict[str, str] = {}
+    for c in plan.coordinators:
+        if c.facility_code in hub_codes:
+            officer_of.setdefault(c.facility_code, c.person.username)
+    officers = PrivacyOfficerAssignment.objects.bulk_create(
+        [
+            PrivacyOfficerAssignment(
+                user_id=user_ids[username], facility_id=facility_ids[facility_code]
+            )
+            for facility_code, username in sorted(officer_of.items())
+        ],
+        batch_size=BATCH_SIZE,
+    )
+    rows += len(officers)
+    report(f"privacy officers: {len(officers):,} (one per hub)")
+
     patient_profiles = PatientProfile.objects.bulk_create(
         [
             PatientProfile(
@@ -1861,6 +1883,10 @@ def ensure_demo_logins(*, password_hash: str) -> int:
             CoordinatorAssignment.objects.create(user=coordinator, province=hanoi)
 
         account("demo.admin", "Quản trị viên", is_staff=True, is_superuser=True)
+
+        if central is not None:
+            privacy = account("demo.privacy", "Bùi Thị Ngọc")
+            PrivacyOfficerAssignment.objects.get_or_create(user=privacy, facility=central)
 
         patient_user = account("demo.patient", "Đỗ Thị Hương")
         home_commune = station.commune if station is not None else None

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import (
+    Case,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from telehealth.audit import audit_record
@@ -12,10 +22,13 @@ from telehealth.errors import NotFound
 from telehealth.filters import FacilityFilter
 from telehealth.models import (
     AuditEvent,
+    BreakGlassAccess,
     CareRelationship,
+    CoordinatorAssignment,
     Facility,
     LegacyProvince,
     PatientProfile,
+    PrivacyOfficerAssignment,
     Province,
     User,
 )
@@ -154,3 +167,94 @@ def user_get_profile(*, user_id: int) -> User:
         )
         .get(pk=user_id)
     )
+
+
+# --- Break-glass review and the patient's access log ------------------------------------
+
+
+def privacy_officer_facility_ids(*, user: User) -> list[int]:
+    """The facilities whose emergency accesses ``user`` reviews (none: not an officer)."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+    return list(
+        PrivacyOfficerAssignment.objects.filter(user=user).values_list("facility_id", flat=True)
+    )
+
+
+def break_glass_review_list(
+    *, officer: User, state: str | None = None, request: Any = None
+) -> QuerySet[BreakGlassAccess]:
+    """Emergency accesses at the facilities ``officer`` is privacy officer of: pending
+    first, then the newest. Anyone else gets ``NotFound``.
+
+    The list names patients, so each read is one audit event (like a board read).
+    """
+    facility_ids = privacy_officer_facility_ids(user=officer)
+    if not facility_ids:
+        raise NotFound("No review list here.")
+    accesses = BreakGlassAccess.objects.filter(facility_id__in=facility_ids)
+    if state:
+        accesses = accesses.filter(review_state=state)
+    audit_record(
+        actor=officer,
+        action=AuditEvent.Action.READ,
+        target="break_glass:review_list",
+        reason=f"privacy review ({state or 'all'})",
+        request=request,
+    )
+    return accesses.select_related("doctor", "patient__user", "facility", "reviewed_by").order_by(
+        Case(
+            When(review_state=BreakGlassAccess.Review.PENDING, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        ),
+        "-started_at",
+        "-id",
+    )
+
+
+def patient_access_log(
+    *, user: User, patient_id: int, request: Any = None
+) -> tuple[PatientProfile, QuerySet[AuditEvent], list[BreakGlassAccess]]:
+    """Who accessed this patient's record: for the patient themself only.
+
+    Returns the patient, their audit events newest first (page it), and their
+    emergency accesses. Anyone else, including their own doctors, gets the
+    ``NotFound`` of a missing patient, audited as ``denied``; the patient's own
+    read is audited too (it is a read of their record).
+    """
+    patient = PatientProfile.objects.select_related("user").filter(pk=patient_id).first()
+    if patient is None:
+        raise NotFound("No such patient.")
+    own = user.is_authenticated and user.is_active and patient.user_id == user.id
+    audit_record(
+        actor=user if user.is_authenticated else None,
+        action=AuditEvent.Action.READ if own else AuditEvent.Action.DENIED,
+        target=f"patient:{patient.pk}:access_log",
+        patient=patient,
+        reason="who accessed my record" if own else "access log of another person",
+        request=request,
+    )
+    if not own:
+        raise NotFound("No such patient.")
+    events = (
+        AuditEvent.objects.filter(patient=patient)
+        .select_related("actor__clinician_profile__facility")
+        .prefetch_related(
+            Prefetch(
+                "actor__coordinator_assignments",
+                queryset=CoordinatorAssignment.objects.select_related("facility", "province"),
+            ),
+            Prefetch(
+                "actor__privacy_officer_assignments",
+                queryset=PrivacyOfficerAssignment.objects.select_related("facility"),
+            ),
+        )
+        .order_by("-at", "-id")
+    )
+    accesses = list(
+        BreakGlassAccess.objects.filter(patient=patient)
+        .select_related("doctor", "facility")
+        .order_by("-started_at", "-id")
+    )
+    return patient, events, accesses

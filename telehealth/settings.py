@@ -14,10 +14,12 @@ passes ``manage.py check --deploy --fail-level WARNING``.
 
 from __future__ import annotations
 
+import urllib.parse
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -32,7 +34,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
 # A key that is only ever good enough for the embedded default. Production mode
 # refuses to start with it, or with any key that is short or obviously made up.
-_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"  # noqa: S105
+# Bandit B105 (hard-coded password): public on purpose, and refused below when DEBUG is off.
+_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"  # noqa: S105  # nosec B105
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEV_SECRET_KEY)
 if not DEBUG:
     if SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
@@ -63,24 +66,34 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "telehealth",
     "network",
     "consult",
     "scheduler",
+    "privacy",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy and Permissions-Policy (telehealth/security_headers.py).
+    "telehealth.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Idle and absolute session limits, and the second factor (telehealth/session_middleware.py).
+    "telehealth.session_middleware.SessionSecurityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout into a readable response.
     "axes.middleware.AxesMiddleware",
+    # A view that finds Redis, the broker or the database unreachable answers 503.
+    "telehealth.unavailable.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "telehealth.urls"
@@ -178,7 +191,16 @@ else:
 CELERY_BROKER_DIR = DATA_DIR / "celery-broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 60}
+    # A task whose worker died without acknowledging it (acks late) goes back to the
+    # queue after the visibility timeout. kombu looks for such messages when a worker
+    # starts and then every unacked_restore_interval × unacked_restore_throttle
+    # seconds (10 × 10 by default); every 10 s here. The fault tests shorten both.
+    _VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=60)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "visibility_timeout": _VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": max(1, min(10, _VISIBILITY_TIMEOUT // 2)),
+        "unacked_restore_throttle": 1,
+    }
 else:
     CELERY_BROKER_URL = "filesystem://"
     (CELERY_BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
@@ -228,8 +250,26 @@ AXES_LOCKOUT_CALLABLE = "telehealth.views.lockout_response"
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
 AXES_VERBOSE = False
 
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-SESSION_COOKIE_AGE = 60 * 60 * 12
+# Database sessions cached in Redis; they keep working while Redis is down.
+SESSION_ENGINE = "telehealth.sessions"
+# A session ends after SESSION_IDLE_TIMEOUT without use, and SESSION_ABSOLUTE_TIMEOUT
+# after sign-in however busy it is, over HTTP and on the websocket alike
+# (telehealth/session_security.py). Activity is written to the session at most
+# once per SESSION_ACTIVITY_RESOLUTION; sockets re-check every SESSION_SOCKET_CHECK_SECONDS.
+# API tokens live API_TOKEN_MAX_AGE from issue (default: the absolute limit).
+SESSION_IDLE_TIMEOUT = timedelta(minutes=env.int("SESSION_IDLE_MINUTES", default=30))
+SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=env.float("SESSION_ABSOLUTE_HOURS", default=12))
+SESSION_ACTIVITY_RESOLUTION = timedelta(seconds=60)
+SESSION_SOCKET_CHECK_SECONDS = env.float("SESSION_SOCKET_CHECK_SECONDS", default=30)
+_SESSION_ABSOLUTE_HOURS = SESSION_ABSOLUTE_TIMEOUT / timedelta(hours=1)
+API_TOKEN_MAX_AGE = timedelta(
+    hours=env.float("API_TOKEN_MAX_AGE_HOURS", default=_SESSION_ABSOLUTE_HOURS)
+)
+SESSION_COOKIE_AGE = int(SESSION_ABSOLUTE_TIMEOUT.total_seconds())
+# TOTP second factor: optional for everyone with a role other than patient;
+# required for the roles listed here (for example "doctor,coordinator").
+TELEHEALTH_REQUIRE_TOTP_ROLES = env.list("TELEHEALTH_REQUIRE_TOTP_ROLES", default=[])
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Telehealth")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
@@ -238,7 +278,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes a bad or missing
         # credential a 401, which API clients understand as "sign in again".
-        "rest_framework.authentication.TokenAuthentication",
+        "telehealth.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -268,6 +308,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "VisitStateEnum": "consult.models.Visit.State",
         "VisitParticipantStateEnum": "consult.models.VisitParticipant.State",
+        "ConsentPurposeEnum": "privacy.models.Purpose",
+        "DataRequestKindEnum": "privacy.models.DataRequest.Kind",
     },
 }
 
@@ -305,6 +347,7 @@ PRIVATE_MEDIA_ROOT = Path(env.str("TELEHEALTH_PRIVATE_MEDIA", default=str(DATA_D
 
 # --- Security -----------------------------------------------------------------
 X_FRAME_OPTIONS = "DENY"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
@@ -354,6 +397,41 @@ if (
     )
 TURN_TTL_SECONDS = env.int("TURN_TTL_SECONDS", default=6 * 3600)
 STUN_URLS = env.list("STUN_URLS", default=[])
+
+# --- Content security policy ------------------------------------------------------
+# Pages run only our own files: no inline script, style or event handler anywhere
+# (templates keep data in data-* attributes and json_script blocks; behaviour lives
+# in static/js, looks in static/css). Browsers talk to the web tier (HTTPS and its
+# socket; the middleware adds the request's own ws:// or wss:// origin) and to the
+# relay nodes' HTTP API (WHIP/WHEP style), so connect-src names their public origins.
+# Several nodes: list each, or a wildcard such as https://*.relay.example.vn.
+RELAY_PUBLIC_ORIGINS = env.list(
+    "RELAY_PUBLIC_ORIGINS",
+    default=["{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(RELAY_URL))],
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "connect-src": [SELF, *RELAY_PUBLIC_ORIGINS],
+        # data: for CSS icons; blob: for a visit snapshot shown before it is uploaded.
+        "img-src": [SELF, "data:", "blob:"],
+        # Camera and relay streams are MediaStreams (srcObject); recordings come
+        # from our own views.
+        "media-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "frame-ancestors": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+    },
+}
+# Video visits need the camera and microphone on our own pages; no embedded frame
+# may ask for them, and nothing may ask for these other features.
+PERMISSIONS_POLICY = (
+    "camera=(self), microphone=(self), display-capture=(), geolocation=(), "
+    "payment=(), usb=(), serial=(), bluetooth=(), hid=()"
+)
 VISIT_MAX_PARTICIPANTS = env.int("VISIT_MAX_PARTICIPANTS", default=6)
 
 # --- Logging ------------------------------------------------------------------
@@ -373,3 +451,13 @@ LOGGING = {
 # --- The service's own settings -------------------------------------------------
 # Demo logins are printed by `make run` and only ever created when DEBUG is on.
 TELEHEALTH_DEMO_PASSWORD = env.str("TELEHEALTH_DEMO_PASSWORD", default="demo-Telehealth-2026")
+# Break-glass (emergency) access to a patient's record lasts this long, then ends by itself.
+TELEHEALTH_BREAK_GLASS_MINUTES = env.int("TELEHEALTH_BREAK_GLASS_MINUTES", default=4 * 60)
+
+# Personal data protection (privacy/; docs/privacy.md says why these numbers).
+# Hours a coordinator has to answer a patient's request to correct, restrict or
+# delete their data, counted from when it is received: Decree 13/2023's 72 hours.
+PRIVACY_REQUEST_DEADLINE_HOURS = env.int("PRIVACY_REQUEST_DEADLINE_HOURS", default=72)
+# Years a medical record is kept after its latest entry, also after a deletion
+# request (Law on Medical Examination and Treatment 2023, Circular 32/2023/TT-BYT).
+PRIVACY_RETENTION_YEARS = env.int("PRIVACY_RETENTION_YEARS", default=10)

@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import formats, timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -28,9 +31,10 @@ from scheduler.policy import local_today
 from telehealth import selectors, services
 from telehealth.api.serializers import MeUpdateSerializer
 from telehealth.audit import audit_record
-from telehealth.context_processors import CLINICIAN_ROLES
-from telehealth.errors import DomainError
-from telehealth.models import AuditEvent, Role, User
+from telehealth.auth_views import two_factor_status
+from telehealth.context_processors import CLINICIAN_ROLES, user_roles
+from telehealth.errors import Conflict, DomainError, NotFound
+from telehealth.models import AuditEvent, BreakGlassAccess, ClinicianProfile, Role, User
 
 # The home page is a summary: a few rows each, and a link to the full page.
 HOME_ROWS = 5
@@ -179,6 +183,7 @@ def profile(request: HttpRequest) -> HttpResponse:
             "values": values,
             "errors": errors,
             "languages": User._meta.get_field("preferred_language").choices,
+            "two_factor": two_factor_status(person),
             "strings": {
                 "saved": _("Your profile was saved."),
                 "invalid": _("Please correct the fields marked below."),
@@ -187,6 +192,191 @@ def profile(request: HttpRequest) -> HttpResponse:
         },
         status=400 if errors else 200,
     )
+
+
+# --- Patient records, break-glass, the access log --------------------------------------
+
+ACCESS_LOG_PAGE_SIZE = 50
+REVIEW_PAGE_SIZE = 50
+
+
+def _is_doctor(user: User) -> bool:
+    clinician = ClinicianProfile.objects.filter(user_id=user.pk).only("kind").first()
+    return clinician is not None and clinician.kind == ClinicianProfile.Kind.DOCTOR
+
+
+@login_required
+def patients_page(request: HttpRequest) -> HttpResponse:
+    """A clinician's way to a record: open one by its number, or pick from the patients
+    in my care (one audited list read)."""
+    if not (user_roles(request) & CLINICIAN_ROLES):
+        raise Http404
+    number = request.GET.get("patient", "").strip()
+    error = ""
+    if number:
+        if number.isdigit() and 0 < int(number) < 2**31:
+            return redirect("telehealth-patient-record", patient_id=int(number))
+        error = _("A patient number is digits only.")
+    patients = selectors.patient_list_for_user(
+        user=request.user, purpose="patients page", request=request
+    )
+    return render(
+        request,
+        "telehealth/patients.html",
+        {"patients": patients, "number": number, "error": error},
+        status=400 if error else 200,
+    )
+
+
+def _record_context(request: HttpRequest, patient_id: int) -> tuple[dict[str, Any], int]:
+    purpose = request.GET.get("purpose", "view record")[:120]
+    try:
+        patient = selectors.patient_get_for_user(
+            user=request.user, patient_id=patient_id, purpose=purpose, request=request
+        )
+    except NotFound:
+        # The same page whether the patient is missing or out of reach: it names nobody.
+        return {
+            "patient_id": patient_id,
+            "refused": True,
+            "can_break_glass": _is_doctor(request.user),
+            "min_reason": services.BREAK_GLASS_REASON_MIN_LENGTH,
+            "hours": settings.TELEHEALTH_BREAK_GLASS_MINUTES / 60,
+        }, 404
+    relationship = selectors.care_relationship_active(user=request.user, patient=patient)
+    return {
+        "patient_id": patient_id,
+        "patient": patient,
+        "relationship": relationship,
+        "is_self": patient.user_id == request.user.pk,
+    }, 200
+
+
+@login_required
+def patient_record_page(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """A patient's record through ``patient_get_for_user`` (authorised, audited). Refused,
+    a doctor sees the emergency access form; anyone else the plain "not found"."""
+    context, status = _record_context(request, patient_id)
+    return render(request, "telehealth/patient_record.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["POST"])
+def patient_break_glass(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """The emergency access form: ``services.break_glass_open``, then the record."""
+    reason = request.POST.get("reason", "")
+    try:
+        access = services.break_glass_open(
+            doctor=request.user, patient_id=patient_id, reason=reason, request=request
+        )
+    except Conflict as error:
+        messages.info(request, error.message)
+        return redirect("telehealth-patient-record", patient_id=patient_id)
+    except DomainError as error:
+        context = {
+            "patient_id": patient_id,
+            "refused": True,
+            "can_break_glass": error.code != "not_a_doctor",
+            "min_reason": services.BREAK_GLASS_REASON_MIN_LENGTH,
+            "hours": settings.TELEHEALTH_BREAK_GLASS_MINUTES / 60,
+            "reason": reason,
+            "error": error.message,
+        }
+        return render(request, "telehealth/patient_record.html", context, status=error.status)
+    messages.warning(
+        request,
+        _(
+            "Emergency access granted until %(until)s. Your facility's privacy officer "
+            "has been told and will review it; the patient sees it in their access log."
+        )
+        % {"until": formats.date_format(timezone.localtime(access.ends_at), "DATETIME_FORMAT")},
+    )
+    return redirect(
+        f"{reverse('telehealth-patient-record', args=[patient_id])}?purpose=emergency+access"
+    )
+
+
+@login_required
+def access_log_page(request: HttpRequest) -> HttpResponse:
+    """Who accessed my record: my audit events, newest first, and my emergency accesses.
+    Only ever the signed-in patient's own (there is no patient number to change)."""
+    from telehealth.api.views import access_log_rows
+
+    patient_profile = getattr(request.user, "patient_profile", None)
+    if patient_profile is None:
+        raise Http404
+    patient, events, accesses = selectors.patient_access_log(
+        user=request.user, patient_id=patient_profile.pk, request=request
+    )
+    page = Paginator(events, ACCESS_LOG_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    shown = access_log_rows(rows=rows, patient=patient, accesses=accesses)
+    return render(
+        request,
+        "telehealth/access_log.html",
+        {
+            "page": page,
+            "entries": [
+                {**entry, "event": row} for row, entry in zip(rows, shown["results"], strict=True)
+            ],
+            "accesses": accesses,
+            "chain": shown["chain"],
+        },
+    )
+
+
+@login_required
+def break_glass_review_page(request: HttpRequest) -> HttpResponse:
+    """The privacy officer's review list: emergency accesses at my facilities, pending
+    first, each with its verdict form. Updates arrive live (``break_glass.opened``)."""
+    state = request.GET.get("state") or None
+    if state not in (None, *BreakGlassAccess.Review.values):
+        state = None
+    try:
+        accesses = selectors.break_glass_review_list(
+            officer=request.user, state=state, request=request
+        )
+    except NotFound:
+        raise Http404 from None
+    page = Paginator(accesses, REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "telehealth/break_glass_review.html",
+        {
+            "page": page,
+            "state": state or "",
+            "states": BreakGlassAccess.Review.choices,
+            "strings": {
+                "opened": _("New emergency access at your facility. Reload to review it."),
+                "reload": _("Reload"),
+            },
+        },
+    )
+
+
+@login_required
+@require_http_methods(["POST"])
+def break_glass_review_submit(request: HttpRequest, access_id: int) -> HttpResponse:
+    """A verdict from the review page: ``services.break_glass_review``."""
+    decision = request.POST.get("decision", "")
+    if decision not in (BreakGlassAccess.Review.JUSTIFIED, BreakGlassAccess.Review.NOT_JUSTIFIED):
+        messages.error(request, _("Choose justified or not justified."))
+        return redirect("telehealth-break-glass-review")
+    try:
+        services.break_glass_review(
+            reviewer=request.user,
+            access_id=access_id,
+            justified=decision == BreakGlassAccess.Review.JUSTIFIED,
+            note=request.POST.get("note", ""),
+            request=request,
+        )
+    except NotFound:
+        raise Http404 from None
+    except DomainError as error:
+        messages.error(request, error.message)
+        return redirect("telehealth-break-glass-review")
+    messages.success(request, _("Review saved."))
+    return redirect("telehealth-break-glass-review")
 
 
 @never_cache

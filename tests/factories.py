@@ -74,14 +74,29 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class PatientFactory(factory.django.DjangoModelFactory):
-    """A patient profile; ``.user`` signs in."""
+    """A patient profile; ``.user`` signs in.
+
+    Like every patient of the seed, one who agreed to the current privacy notice,
+    every purpose (``consent=False``: one who never answered; ``consent=["care"]``:
+    only these purposes)."""
 
     class Meta:
         model = PatientProfile
+        skip_postgeneration_save = True
 
     user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"patient{n}"))
     sex = "female"
     home_commune = factory.LazyFunction(lambda: Commune.objects.order_by("code").first())
+
+    @factory.post_generation
+    def consent(self, create: bool, extracted: list[str] | bool | None, **kwargs: object) -> None:
+        if not create or extracted is False:
+            return
+        from privacy.services import consent_import
+
+        consent_import(
+            patient_ids=[self.pk], purposes=None if extracted in (None, True) else extracted
+        )
 
 
 class ClinicianFactory(factory.django.DjangoModelFactory):

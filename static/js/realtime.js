@@ -11,6 +11,7 @@
 const PROTOCOL = 1;
 const CLOSE_SIGNED_OUT = 4401; // docs/protocol.md: "go to sign-in; do not reconnect"
 export const SESSION_EXPIRED_PATH = "/session-expired/";
+const ACTIVE_EVERY_MS = 60000;
 
 let leavingForSignIn = false;
 
@@ -52,6 +53,18 @@ export class Realtime extends EventTarget {
     this.closedForGood = false;
     this.connect();
     window.addEventListener("online", () => this.retryNow());
+    // The session's idle limit counts what the person does, not what the server
+    // pushes (docs/protocol.md, "Session limits"): typing, clicking, scrolling or
+    // touching this page tells the server, at most once a minute.
+    for (const kind of ["keydown", "pointerdown", "wheel", "touchstart"]) {
+      window.addEventListener(kind, () => this.active(), { passive: true, capture: true });
+    }
+  }
+
+  active() {
+    const now = Date.now();
+    if (this.lastActive && now - this.lastActive < ACTIVE_EVERY_MS) return;
+    if (this.raw({ type: "active" })) this.lastActive = now;
   }
 
   setState(state) {

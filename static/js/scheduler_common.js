@@ -44,7 +44,16 @@ export function refreshSoon(delay = 400) {
 }
 
 export async function refreshNow() {
-  const response = await fetch(location.href, { credentials: "same-origin" });
+  // Marked background: a page re-reading itself on a timer or an event is not the
+  // person using the service, so it does not hold the session open (idle limit).
+  const response = await fetch(location.href, {
+    credentials: "same-origin",
+    headers: { "X-Telehealth-Background": "1" },
+  });
+  if (response.redirected && new URL(response.url).pathname === "/session-expired/") {
+    location.assign(response.url);
+    return;
+  }
   if (!response.ok) return;
   const page = new DOMParser().parseFromString(await response.text(), "text/html");
   const fresh = page.getElementById("live");

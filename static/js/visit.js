@@ -25,6 +25,11 @@ const state = {
 };
 
 const realtime = new Realtime({ statusElement: $("connection") });
+// Taking part in a call is using the service, hands on the keyboard or not: keep the
+// session from going idle while joined (docs/protocol.md, "Session limits").
+setInterval(() => {
+  if (state.joined) realtime.active();
+}, 60000);
 
 function notice(text, kind = "info") {
   const box = $("notice");
@@ -534,6 +539,7 @@ function renderRecording(visit) {
   const consent = $("recording-consent");
   consent.closest("label").hidden = !live;
   if (!consent.disabled) consent.checked = mine?.recording_consent === true;
+  if (!live || mine?.recording_consent === true) $("recording-prompt").hidden = true;
   if (!isHost) return;
   const present = visit.participants.filter((p) => !["removed", "left"].includes(p.state));
   $("recording-consents").replaceChildren(
@@ -546,6 +552,8 @@ function renderRecording(visit) {
     }),
   );
   const missing = present.filter((p) => p.recording_consent !== true).map((p) => p.name);
+  const othersMissing = present.some((p) => p.user !== me && p.recording_consent !== true);
+  $("recording-ask").hidden = !live || Boolean(visit.recording) || !othersMissing;
   const toggle = $("recording-toggle");
   toggle.hidden = !live;
   if (visit.recording) {
@@ -564,17 +572,38 @@ function renderRecording(visit) {
   }
 }
 
-$("recording-consent")?.addEventListener("change", async (event) => {
-  const box = event.currentTarget;
+async function answerRecording(agree) {
+  const box = $("recording-consent");
   box.disabled = true;
   try {
-    await api(`/api/v1/visits/${visitId}/consent/`, { method: "POST", body: { recording: box.checked } });
-    notice(box.checked ? recordingText.labelConsentGiven : recordingText.labelConsentWithdrawn);
+    await api(`/api/v1/visits/${visitId}/consent/`, { method: "POST", body: { recording: agree } });
+    box.checked = agree;
+    $("recording-prompt").hidden = true;
+    notice(agree ? recordingText.labelConsentGiven : recordingText.labelConsentWithdrawn);
   } catch (error) {
-    box.checked = !box.checked;
+    box.checked = state.visit?.participants.find((p) => p.user === me)?.recording_consent === true;
     notice(error.message || t.error, "error");
   } finally {
     box.disabled = false;
+  }
+}
+
+$("recording-consent")?.addEventListener("change", (event) => answerRecording(event.currentTarget.checked));
+$("recording-prompt-yes")?.addEventListener("click", () => answerRecording(true));
+$("recording-prompt-no")?.addEventListener("click", () => answerRecording(false));
+
+// The host asks those who have not agreed; their pages show the prompt (visit.recording_asked).
+$("recording-ask")?.addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  try {
+    const { asked } = await api(`/api/v1/visits/${visitId}/recording/ask/`, { method: "POST" });
+    const names = (state.visit?.participants || []).filter((p) => asked.includes(p.user)).map((p) => p.name);
+    notice(fillRecording(recordingText.labelAskSent, { names: names.join(", ") }));
+  } catch (error) {
+    notice(error.message || t.error, "error");
+  } finally {
+    button.disabled = false;
   }
 });
 
@@ -634,7 +663,13 @@ realtime.addEventListener("event", async (event) => {
     return;
   }
   if (data?.visit !== visitId) return;
-  if (name === "visit.recording_started") {
+  if (name === "visit.recording_asked") {
+    if ((data.users || []).includes(me)) {
+      $("recording-prompt-text").textContent = fillRecording(recordingText.labelAsked, { name: data.by });
+      $("recording-prompt").hidden = false;
+      $("recording-prompt-yes").focus();
+    }
+  } else if (name === "visit.recording_started") {
     showRecordingIndicator(true); // at once, before the page reloads the visit
     notice(recordingText.labelStarted, "warning");
     await refresh();
@@ -772,6 +807,27 @@ window.telehealthVisit = {
       });
     }
     return total;
+  },
+  // What flows now, summed over our connections: received per kind, and what we send.
+  async mediaStats() {
+    const totals = { videoFramesDecoded: 0, videoBytesReceived: 0, audioPacketsReceived: 0, audioBytesReceived: 0, videoBytesSent: 0, audioBytesSent: 0 };
+    const pcs = [...state.subscriptions.values()].map((entry) => entry.pc);
+    if (state.publisher) pcs.push(state.publisher.pc);
+    for (const pc of pcs) {
+      const stats = await pc?.getStats();
+      stats?.forEach((report) => {
+        if (report.type === "inbound-rtp" && report.kind === "video") {
+          totals.videoFramesDecoded += report.framesDecoded || 0;
+          totals.videoBytesReceived += report.bytesReceived || 0;
+        } else if (report.type === "inbound-rtp" && report.kind === "audio") {
+          totals.audioPacketsReceived += report.packetsReceived || 0;
+          totals.audioBytesReceived += report.bytesReceived || 0;
+        } else if (report.type === "outbound-rtp") {
+          totals[report.kind === "video" ? "videoBytesSent" : "audioBytesSent"] += report.bytesSent || 0;
+        }
+      });
+    }
+    return totals;
   },
   state,
 };

@@ -1,17 +1,35 @@
-"""Every API error has one shape: {"code", "detail", "fields"}. Never a 500 for bad input."""
+"""Every API error has one shape: {"code", "detail", "fields"}. Never a 500 for bad input,
+and a 503 (retry) rather than a 500 while Redis, the broker or the database is unreachable."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
-from telehealth.errors import DomainError
+from telehealth.errors import DomainError, is_service_unavailable
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable_body() -> dict[str, Any]:
+    from django.utils.translation import gettext
+
+    return {
+        "code": "unavailable",
+        "detail": gettext("The service is briefly unavailable. Please try again in a moment."),
+        "fields": {},
+    }
 
 
 def _fields(detail: Any) -> dict[str, Any]:
@@ -21,9 +39,35 @@ def _fields(detail: Any) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if is_service_unavailable(exc):
+        logger.warning("service unavailable: %s: %s", type(exc).__name__, exc)
+        return Response(
+            unavailable_body(),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, DomainError):
         return Response(
             {"code": exc.code, "detail": exc.message, "fields": exc.fields}, status=exc.status
+        )
+    if isinstance(exc, DataError):
+        # The database refused a value the request carried (a NUL character in a search
+        # or a JSON object, a number out of range): bad input, answered 400. Logged, so
+        # a value the code itself got wrong still shows.
+        from django.utils.translation import gettext
+
+        logger.warning("a request value was refused by the database: %s", exc)
+        set_rollback()
+        return Response(
+            {
+                "code": "invalid",
+                "detail": gettext(
+                    "The request contains a value that cannot be stored or searched for "
+                    "(for example a NUL character)."
+                ),
+                "fields": {},
+            },
+            status=status.HTTP_400_BAD_REQUEST,
         )
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(

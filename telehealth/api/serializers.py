@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from telehealth.models import (
+    AuditEvent,
+    BreakGlassAccess,
+    ClinicianProfile,
     Commune,
     CoordinatorAssignment,
     Facility,
     FacilitySpecialty,
     PatientProfile,
     Province,
+    Role,
     Specialty,
     User,
 )
@@ -136,7 +143,9 @@ class MeSerializer(serializers.ModelSerializer):
     coordinates = CoordinatorScopeSerializer(
         source="coordinator_assignments", many=True, read_only=True
     )
-    patient_id = serializers.IntegerField(source="patient_profile.id", default=None)
+    patient_id = serializers.IntegerField(
+        source="patient_profile.id", default=None, allow_null=True
+    )
 
     class Meta:
         model = User
@@ -162,3 +171,188 @@ class MeUpdateSerializer(serializers.ModelSerializer):
         model = User
         fields = ["full_name", "phone", "preferred_language"]
         extra_kwargs = {"full_name": {"required": False}}
+
+
+# --- Break-glass and the access log ---------------------------------------------------
+
+
+class PersonRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(source="display_name")
+
+
+class BreakGlassOpenSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, allow_blank=True, trim_whitespace=True)
+
+
+class BreakGlassReviewInputSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(
+        choices=[BreakGlassAccess.Review.JUSTIFIED, BreakGlassAccess.Review.NOT_JUSTIFIED]
+    )
+    note = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+
+
+class BreakGlassAccessSerializer(serializers.ModelSerializer):
+    """One emergency access, as its privacy officer reviews it."""
+
+    doctor = PersonRefSerializer()
+    patient = serializers.SerializerMethodField()
+    facility = FacilityRefSerializer()
+    review_state_label = serializers.CharField(source="get_review_state_display")
+    reviewed_by = PersonRefSerializer(allow_null=True)
+    is_active = serializers.BooleanField()
+
+    class Meta:
+        model = BreakGlassAccess
+        fields = [
+            "id",
+            "doctor",
+            "patient",
+            "facility",
+            "reason",
+            "started_at",
+            "ends_at",
+            "is_active",
+            "alerted_at",
+            "review_state",
+            "review_state_label",
+            "reviewed_by",
+            "review_note",
+            "reviewed_at",
+        ]
+
+    def get_patient(self, access: BreakGlassAccess) -> dict[str, Any]:
+        return {"id": access.patient_id, "name": access.patient.user.display_name}
+
+
+class BreakGlassOpenedSerializer(serializers.Serializer):
+    access = BreakGlassAccessSerializer()
+    patient = PatientSerializer()
+
+
+def _actor_role(event: AuditEvent, patient: PatientProfile) -> tuple[str, str]:
+    """(role, place) of who did ``event``, as the patient should read it."""
+    actor = event.actor
+    if actor is None:
+        return _("system"), ""
+    if actor.pk == patient.user_id:
+        return _("you"), ""
+    officer_of = list(actor.privacy_officer_assignments.all())
+    if officer_of and event.target.startswith("break_glass:") and event.action == "update":
+        return str(Role.PRIVACY_OFFICER.label), ", ".join(a.facility.name for a in officer_of)
+    clinician = getattr(actor, "clinician_profile", None)
+    if clinician is not None:
+        return str(ClinicianProfile.Kind(clinician.kind).label), clinician.facility.name
+    if officer_of:
+        return str(Role.PRIVACY_OFFICER.label), ", ".join(a.facility.name for a in officer_of)
+    scopes = list(actor.coordinator_assignments.all())
+    if scopes:
+        return str(Role.COORDINATOR.label), ", ".join(str(a.facility or a.province) for a in scopes)
+    if actor.is_staff:
+        return str(Role.ADMINISTRATOR.label), ""
+    return "", ""
+
+
+def _describe(event: AuditEvent) -> str:
+    """What happened, in words a patient reads (the raw ``target`` stays alongside)."""
+    target, action = event.target, event.action
+    if target.startswith("break_glass:patient:"):
+        return _("tried to open your record in an emergency and was refused")
+    if target.startswith("break_glass:") and action == AuditEvent.Action.UPDATE:
+        if target.endswith(":not_justified"):
+            return _("reviewed an emergency access to your record: not justified")
+        return _("reviewed an emergency access to your record: justified")
+    if target.startswith("care_relationship:") and ":break_glass:" in target:
+        if target.endswith(":ended"):
+            return _("emergency access to your record ended")
+        return _("opened your record with emergency access (break-glass)")
+    if target.startswith("care_relationship:"):
+        if target.endswith(":ended"):
+            return _("access to your record ended")
+        return _("was given access to your record")
+    if target.endswith(":access_log"):
+        if action == AuditEvent.Action.DENIED:
+            return _("tried to read who accessed your record and was refused")
+        return _("looked at who accessed your record")
+    if action == AuditEvent.Action.DENIED:
+        return _("was refused access to your record")
+    if target.startswith("patient:") and action == AuditEvent.Action.READ:
+        return _("opened your record")
+    return str(event.get_action_display())
+
+
+class AccessLogEntrySerializer(serializers.ModelSerializer):
+    """One audit event about the patient, for the patient. Context: ``patient`` and
+    ``break_glass`` (the patient's ``BreakGlassAccess`` rows, to mark what they cover)."""
+
+    who = serializers.SerializerMethodField()
+    role = serializers.SerializerMethodField()
+    place = serializers.SerializerMethodField()
+    action_label = serializers.CharField(source="get_action_display")
+    description = serializers.SerializerMethodField()
+    break_glass = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "at",
+            "who",
+            "role",
+            "place",
+            "action",
+            "action_label",
+            "description",
+            "target",
+            "reason",
+            "break_glass",
+        ]
+
+    def get_who(self, event: AuditEvent) -> str:
+        return event.actor.display_name if event.actor is not None else _("system")
+
+    def get_role(self, event: AuditEvent) -> str:
+        return _actor_role(event, self.context["patient"])[0]
+
+    def get_place(self, event: AuditEvent) -> str:
+        return _actor_role(event, self.context["patient"])[1]
+
+    def get_description(self, event: AuditEvent) -> str:
+        return _describe(event)
+
+    def get_break_glass(self, event: AuditEvent) -> bool:
+        """Done under, or about, an emergency access."""
+        if "break_glass" in event.target or event.reason.endswith("(break_glass)"):
+            return True
+        return any(
+            access.doctor_id == event.actor_id and access.started_at <= event.at <= access.ends_at
+            for access in self.context.get("break_glass", ())
+        )
+
+
+class AccessLogBreakGlassSerializer(serializers.ModelSerializer):
+    """An emergency access, as the patient sees it."""
+
+    doctor = PersonRefSerializer()
+    facility = FacilityRefSerializer()
+    review_state_label = serializers.CharField(source="get_review_state_display")
+
+    class Meta:
+        model = BreakGlassAccess
+        fields = [
+            "id",
+            "doctor",
+            "facility",
+            "reason",
+            "started_at",
+            "ends_at",
+            "review_state",
+            "review_state_label",
+        ]
+
+
+class ChainCheckSerializer(serializers.Serializer):
+    verified = serializers.BooleanField()
+    checked = serializers.IntegerField()
+    first_broken = serializers.IntegerField(allow_null=True)
+    scope = serializers.CharField()

@@ -15,4 +15,20 @@ urlpatterns = [
     path(
         "patients/<int:patient_id>/", views.PatientDetailView.as_view(), name="api-patient-detail"
     ),
+    path(
+        "patients/<int:patient_id>/break-glass/",
+        views.PatientBreakGlassView.as_view(),
+        name="api-patient-break-glass",
+    ),
+    path(
+        "patients/<int:patient_id>/access-log/",
+        views.PatientAccessLogView.as_view(),
+        name="api-patient-access-log",
+    ),
+    path("break-glass/", views.BreakGlassReviewListView.as_view(), name="api-break-glass-list"),
+    path(
+        "break-glass/<int:access_id>/review/",
+        views.BreakGlassReviewView.as_view(),
+        name="api-break-glass-review",
+    ),
 ]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from axes.exceptions import AxesBackendPermissionDenied
+from axes.handlers.proxy import AxesProxyHandler
 from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_login_failed
 from django.db import connection
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -15,11 +19,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from telehealth import selectors, services
+from telehealth import selectors, services, two_factor
 from telehealth.api import serializers as out
+from telehealth.api.authentication import token_expired
+from telehealth.api.pagination import PageNumberPagination
+from telehealth.audit import audit_verify_events
 from telehealth.errors import DomainError
 from telehealth.filters import FacilityFilter
-from telehealth.models import Commune, Province, Specialty
+from telehealth.models import BreakGlassAccess, Commune, Province, Specialty
 
 
 class HealthView(APIView):
@@ -38,7 +45,10 @@ class HealthView(APIView):
 
 
 class TokenView(APIView):
-    """Exchange a username and password for an API token; DELETE revokes it."""
+    """Exchange a username and password (and the current ``otp`` code, for a person
+    who uses two-step sign-in) for an API token; DELETE revokes it. A token lives
+    ``API_TOKEN_MAX_AGE`` from issue (``telehealth.api.authentication``); asking
+    again after that issues a new one."""
 
     permission_classes = [AllowAny]
     throttle_scope = "auth"
@@ -46,6 +56,12 @@ class TokenView(APIView):
     class TokenInput(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=256, trim_whitespace=False)
+        otp = serializers.CharField(
+            max_length=12,
+            required=False,
+            allow_blank=True,
+            help_text="The 6-digit code of the authenticator, for people who use two-step sign-in.",
+        )
 
     def get_throttles(self):  # type: ignore[no-untyped-def]
         from rest_framework.throttling import ScopedRateThrottle
@@ -72,8 +88,39 @@ class TokenView(APIView):
             user = None
         if user is None or not user.is_active:
             raise DomainError(_("Wrong username or password."), code="bad_credentials")
+        if two_factor.needs_second_factor(user):
+            self._check_second_factor(request, user, data.validated_data.get("otp", ""))
+        token = Token.objects.filter(user=user).first()
+        if token is not None and token_expired(token):
+            token.delete()
         token, _created = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
+
+    @staticmethod
+    def _check_second_factor(request: Request, user: Any, otp: str) -> None:
+        if two_factor.confirmed_device(user) is None:
+            raise DomainError(
+                _("Two-step sign-in is required for your role: set it up on the website first."),
+                code="otp_enrolment_required",
+            )
+        if not otp:
+            message = _("Enter the 6-digit code shown in your authenticator app.")
+            raise DomainError(message, code="otp_required", fields={"otp": [message]})
+        credentials = {"username": user.get_username()}
+        if not AxesProxyHandler.is_allowed(request._request, credentials):
+            locked = DomainError(
+                _("Too many failed sign-ins. Try again in a few minutes."), code="locked_out"
+            )
+            locked.status = 429
+            raise locked
+        try:
+            services.totp_sign_in_verify(user=user, code=otp, request=request)
+        except DomainError:
+            # A wrong code counts as a failed sign-in for django-axes, like a wrong password.
+            user_login_failed.send(
+                sender=TokenView, credentials=credentials, request=request._request
+            )
+            raise
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request) -> Response:
@@ -185,3 +232,134 @@ class PatientDetailView(APIView):
             user=request.user, patient_id=patient_id, purpose=purpose, request=request
         )
         return Response(out.PatientSerializer(patient).data)
+
+
+class PatientBreakGlassView(APIView):
+    """Emergency (break-glass) access: a doctor outside the care relationship opens the
+    record with a stated reason, for a limited time; the facility's privacy officers
+    are alerted at once and review it. Answers the access and the record."""
+
+    @extend_schema(
+        request=out.BreakGlassOpenSerializer,
+        responses={201: out.BreakGlassOpenedSerializer},
+    )
+    def post(self, request: Request, patient_id: int) -> Response:
+        data = out.BreakGlassOpenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        access = services.break_glass_open(
+            doctor=request.user,
+            patient_id=patient_id,
+            reason=data.validated_data["reason"],
+            request=request,
+        )
+        patient = selectors.patient_get_for_user(
+            user=request.user, patient_id=patient_id, purpose="emergency access", request=request
+        )
+        return Response(
+            out.BreakGlassOpenedSerializer({"access": access, "patient": patient}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+def access_log_rows(
+    *, rows: list[Any], patient: Any, accesses: list[BreakGlassAccess]
+) -> dict[str, Any]:
+    """One page of a patient's access log as both the API and the page show it: the
+    entries, the patient's emergency accesses, and the integrity check of the rows
+    (``audit_verify_events``: each row and its neighbours, not a walk of the whole log)."""
+    broken = audit_verify_events(rows)
+    context = {"patient": patient, "break_glass": accesses}
+    return {
+        "results": out.AccessLogEntrySerializer(rows, many=True, context=context).data,
+        "break_glass": out.AccessLogBreakGlassSerializer(accesses, many=True).data,
+        "chain": {
+            "verified": broken is None,
+            "checked": len(rows),
+            "first_broken": broken,
+            "scope": "page",
+        },
+    }
+
+
+class PatientAccessLogView(APIView):
+    """Who accessed my record (for the patient only; anyone else: 404, audited): the
+    audit events about me, newest first and paged, my emergency accesses, and whether
+    this page's rows verify against the audit log's hash chain."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("page", OpenApiTypes.INT),
+            OpenApiParameter("page_size", OpenApiTypes.INT),
+        ],
+        responses=inline_serializer(
+            "AccessLogPage",
+            {
+                "count": serializers.IntegerField(),
+                "next": serializers.CharField(allow_null=True),
+                "previous": serializers.CharField(allow_null=True),
+                "results": out.AccessLogEntrySerializer(many=True),
+                "break_glass": out.AccessLogBreakGlassSerializer(many=True),
+                "chain": out.ChainCheckSerializer(),
+            },
+        ),
+    )
+    def get(self, request: Request, patient_id: int) -> Response:
+        patient, events, accesses = selectors.patient_access_log(
+            user=request.user, patient_id=patient_id, request=request
+        )
+        paginator = PageNumberPagination()
+        rows = paginator.paginate_queryset(events, request, view=self) or []
+        page = access_log_rows(rows=list(rows), patient=patient, accesses=accesses)
+        response = paginator.get_paginated_response(page["results"])
+        response.data["break_glass"] = page["break_glass"]
+        response.data["chain"] = page["chain"]
+        return response
+
+
+class BreakGlassReviewListView(generics.ListAPIView):
+    """Emergency accesses at my facilities, for their privacy officers: pending first."""
+
+    serializer_class = out.BreakGlassAccessSerializer
+    filter_backends: list = []
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", OpenApiTypes.STR, enum=list(BreakGlassAccess.Review.values))
+        ]
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        state = self.request.query_params.get("state") or None
+        if state is not None and state not in BreakGlassAccess.Review.values:
+            raise DomainError(
+                _("Unknown review state."),
+                code="invalid",
+                fields={
+                    "state": [_("Choose one of: %s.") % ", ".join(BreakGlassAccess.Review.values)]
+                },
+            )
+        return selectors.break_glass_review_list(
+            officer=self.request.user, state=state, request=self.request
+        )
+
+
+class BreakGlassReviewView(APIView):
+    """A privacy officer's verdict on an emergency access: justified, or not justified
+    (with a note; ends the access at once if it still runs)."""
+
+    @extend_schema(
+        request=out.BreakGlassReviewInputSerializer, responses=out.BreakGlassAccessSerializer
+    )
+    def post(self, request: Request, access_id: int) -> Response:
+        data = out.BreakGlassReviewInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        access = services.break_glass_review(
+            reviewer=request.user,
+            access_id=access_id,
+            justified=data.validated_data["decision"] == BreakGlassAccess.Review.JUSTIFIED,
+            note=data.validated_data["note"],
+            request=request,
+        )
+        return Response(out.BreakGlassAccessSerializer(access).data)

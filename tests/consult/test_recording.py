@@ -256,6 +256,39 @@ def test_the_api_starts_and_stops_and_the_visit_shows_it(
     assert stopped.json()["recording"] is None
 
 
+def test_the_host_asks_and_only_those_who_have_not_agreed_are_prompted(
+    api_client, visit, patient, doctor, events
+):
+    specialist = ClinicianFactory()
+    services.visit_invite(
+        visit_id=visit.pk, user=specialist.user, role="specialist", by=doctor.user
+    )
+    services.visit_recording_consent(visit_id=visit.pk, user=specialist.user, consent=True)
+    api_client.force_authenticate(doctor.user)
+
+    asked = api_client.post(f"/api/v1/visits/{visit.pk}/recording/ask/")
+    api_client.force_authenticate(patient.user)
+    by_patient = api_client.post(f"/api/v1/visits/{visit.pk}/recording/ask/")
+
+    assert asked.status_code == 200 and asked.json() == {"asked": [patient.user.pk]}
+    assert events[-1] == (
+        "visit.recording_asked",
+        {"visit": visit.pk, "by": doctor.user.display_name, "users": [patient.user.pk]},
+    )
+    assert by_patient.status_code == 403
+    assert VisitParticipant.objects.get(visit=visit, user=patient.user).recording_consent is None
+    assert running(visit) is None
+
+
+def test_asking_when_everyone_agreed_prompts_nobody(visit, doctor, events):
+    everyone_consents(visit)
+    events.clear()
+
+    asked = services.visit_recording_ask(visit_id=visit.pk, by=doctor.user)
+
+    assert asked == [] and events == []
+
+
 # --------------------------------------------------------------------------- uploads
 
 

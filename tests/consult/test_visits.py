@@ -290,3 +290,28 @@ def test_participants_states_are_visible(visit):
     states = set(VisitParticipant.objects.filter(visit=visit).values_list("state", flat=True))
 
     assert states == {"admitted", "invited"}
+
+
+def test_removing_one_participant_hides_the_visit_from_them_only(
+    api_client, visit, patient, doctor
+):
+    specialist = ClinicianFactory()
+    visit = admitted(visit, patient, doctor)
+    services.visit_invite(
+        visit_id=visit.pk, user=specialist.user, role="specialist", by=doctor.user
+    )
+    api_client.force_authenticate(doctor.user)
+
+    removed = api_client.post(
+        f"/api/v1/visits/{visit.pk}/remove/", {"user_id": specialist.user.pk}, format="json"
+    )
+
+    assert removed.status_code == 200
+    assert {p["user"]: p["state"] for p in removed.json()["participants"]}[
+        specialist.user.pk
+    ] == "removed"
+    api_client.force_authenticate(patient.user)
+    assert api_client.get(f"/api/v1/visits/{visit.pk}/").status_code == 200
+    assert visit.pk in [v["id"] for v in api_client.get("/api/v1/visits/").json()]
+    api_client.force_authenticate(specialist.user)
+    assert api_client.get(f"/api/v1/visits/{visit.pk}/").status_code == 404

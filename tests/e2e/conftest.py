@@ -51,6 +51,8 @@ def servers(transactional_db) -> Iterator[Servers]:
     web_port, relay_port = _free_port(), _free_port()
     env = _child_env()
     env["RELAY_URL"] = f"http://127.0.0.1:{relay_port}"
+    # Recording files go from the node back to this daphne, not to the default port.
+    env["RELAY_RECORDING_UPLOAD_BASE"] = f"http://127.0.0.1:{web_port}"
     processes = []
     relay_main = ROOT / "relay" / "__main__.py"
     if relay_main.exists():
@@ -129,8 +131,36 @@ def browser():
                 "--autoplay-policy=no-user-gesture-required",
             ],
         )
+        violations = _watch_content_security_policy(browser)
         yield browser
         browser.close()
+    # Every browser test also proves its pages run under the Content-Security-Policy:
+    # Chromium reports each blocked script, style, connection or frame on the console.
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
+
+
+def _watch_content_security_policy(browser) -> list[str]:
+    """Note every CSP violation reported on the console of any page the test opens."""
+    violations: list[str] = []
+
+    def note(message) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(f"{message.location.get('url', '?')}: {message.text}")
+
+    new_context, new_page = browser.new_context, browser.new_page
+
+    def watched_context(*args, **kwargs):
+        context = new_context(*args, **kwargs)
+        context.on("console", note)
+        return context
+
+    def watched_page(*args, **kwargs):
+        page = new_page(*args, **kwargs)
+        page.on("console", note)
+        return page
+
+    browser.new_context, browser.new_page = watched_context, watched_page
+    return violations
 
 
 def signed_in_page(browser, servers: Servers, username: str, password: str, *, viewport=DESKTOP):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import struct
+import time
 import zlib
 
 import pytest
@@ -94,6 +95,16 @@ def conversation(servers):
     return thread
 
 
+def _wait_until(page, expression: str, timeout: float = 15.0) -> None:
+    """Poll ``expression`` in the page. Not ``page.wait_for_function``: it runs the
+    expression through eval() inside the page, which the Content-Security-Policy forbids
+    (no 'unsafe-eval'); ``page.evaluate`` goes through the debugging protocol instead."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+        page.wait_for_timeout(100)
+
+
 def _online(page) -> None:
     page.locator('#connection[data-state="online"]').wait_for(timeout=15000)
 
@@ -105,6 +116,8 @@ def _bodies(page, text: str) -> int:
 def test_a_message_arrives_live_and_one_typed_offline_is_delivered_once(
     servers, conversation, browser
 ):
+    from playwright.sync_api import expect
+
     doctor = signed_in_page(browser, servers, "bs.hoa", PASSWORD)
     doctor.goto(f"{servers.web}/conversations/")
     doctor.get_by_role("link", name="Theo dõi huyết áp").wait_for()
@@ -137,16 +150,13 @@ def test_a_message_arrives_live_and_one_typed_offline_is_delivered_once(
             {"name": "ket-qua.pdf", "mimeType": "application/pdf", "buffer": PDF},
         ]
     )
-    doctor.wait_for_function(
-        "document.querySelectorAll('.file-chip').length === 2"
-        " && !document.getElementById('send').disabled",
-        timeout=10000,
-    )
+    expect(doctor.locator(".file-chip")).to_have_count(2, timeout=10000)
+    expect(doctor.locator("#send")).to_be_enabled(timeout=10000)
     doctor.get_by_role("textbox", name="Tin nhắn", exact=True).fill("Biểu đồ huyết áp của anh")
     doctor.get_by_role("button", name="Gửi", exact=True).click()
     patient.locator(".att-image img").wait_for(timeout=10000)
-    patient.wait_for_function(
-        "document.querySelector('.att-image img').naturalWidth === 240", timeout=10000
+    expect(patient.locator(".att-image img")).to_have_js_property(
+        "naturalWidth", 240, timeout=10000
     )
     pdf_link = patient.locator(".att-file a", has_text="ket-qua.pdf")
     download = patient.request.get(f"{servers.web}{pdf_link.get_attribute('href')}")
@@ -195,7 +205,7 @@ def test_a_message_arrives_live_and_one_typed_offline_is_delivered_once(
     box.press("Enter")
     doctor.locator(".msg-body", has_text=lost_ack_text).wait_for(timeout=15000)
     _online(patient)
-    patient.wait_for_function("window.telehealthConversation.pending().length === 0", timeout=15000)
+    _wait_until(patient, "window.telehealthConversation.pending().length === 0")
     doctor.wait_for_timeout(1500)  # room for a duplicate to show up, if there were one
     # The first ack was lost with the socket; the retry was answered as a duplicate.
     assert patient.evaluate("window.acks.map((a) => a.duplicate)") == [True]

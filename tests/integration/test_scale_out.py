@@ -1,5 +1,6 @@
 """Two real web processes share the load through Redis: a message sent by a client
-of process A reaches a client of process B, in order, exactly once."""
+of process A reaches a client of process B, in order, exactly once. Process B runs
+under daphne (the default) or uvicorn (the measured alternative, README)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,20 @@ from tests.integration.test_processes import BIN, ROOT, _child_env, _free_port, 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
-def _start_web(port: int) -> subprocess.Popen:
+SERVERS = {
+    "daphne": lambda port: [
+        str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "telehealth.asgi:application"
+    ],
+    "uvicorn": lambda port: [
+        str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port),
+        "--ws", "websockets-sansio", "--no-access-log", "telehealth.asgi:application",
+    ],
+}  # fmt: skip
+
+
+def _start_web(port: int, server: str = "daphne") -> subprocess.Popen:
     return subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "telehealth.asgi:application"],
+        SERVERS[server](port),
         cwd=ROOT,
         env=_child_env(),
         stdout=subprocess.PIPE,
@@ -69,7 +81,8 @@ async def _conversation(ports, cookies, thread_id, count):
     return got
 
 
-def test_a_message_sent_on_one_process_reaches_a_client_of_another():
+@pytest.mark.parametrize("second", ["daphne", "uvicorn"])
+def test_a_message_sent_on_one_process_reaches_a_client_of_another(second):
     patient, doctor = PatientFactory(), ClinicianFactory()
     thread = services.thread_open(
         kind=Thread.Kind.CONSULTATION,
@@ -79,10 +92,10 @@ def test_a_message_sent_on_one_process_reaches_a_client_of_another():
     )
     cookies = [session_cookie(doctor.user), session_cookie(patient.user)]
     ports = [_free_port(), _free_port()]
-    webs = [_start_web(port) for port in ports]
+    webs = [_start_web(ports[0]), _start_web(ports[1], second)]
     try:
         for port in ports:
-            _wait_for(lambda p=port: _listening(p), 30, f"daphne on {port}")
+            _wait_for(lambda p=port: _listening(p), 30, f"web process on {port}")
         got = async_to_sync(_conversation)(ports, cookies, thread.pk, 20)
     finally:
         logs = [_stop(web) for web in webs]

@@ -24,12 +24,14 @@ import numpy as np
 import pytest
 
 from relay import testing
-from relay.recording import TrackClock, h264_dimensions, vp8_dimensions
+from relay.recording import RecordingFile, TrackClock, h264_dimensions, vp8_dimensions
 from relay.tokens import TokenError, decode_upload_token, issue_token
 
 from .util import eventually
 
 ROOM = "visit-42"
+#: Seconds from 1900 (NTP's epoch) to 1970 (Unix time's).
+NTP_UNIX_OFFSET = 2_208_988_800
 UPLOAD_URL = "http://web.test/api/v1/visits/42/recordings/upload/"
 
 
@@ -389,6 +391,91 @@ def test_track_clock_unwraps_and_never_goes_back() -> None:
     assert clock.pts_ms((start + 6000) % 2**32, 0.07) == 68, "a repeated timestamp moves on"
     assert clock.pts_ms(12345, 5.0) == 5000, "a jumped clock follows arrival time"
     assert clock.resyncs == 1
+
+
+def _interleaved(audio_delay: float, with_sender_clock: bool) -> list[tuple]:
+    """Two seconds of a publisher's 30 fps video and 20 ms audio, captured together
+    (the publisher's NTP clock from 5000 s; RTP clocks from arbitrary bases, audio's
+    about to wrap), arriving 50 ms later, audio ``audio_delay`` s later still."""
+    items = []
+    for k in range(60):
+        sent = 5000.0 + k / 30
+        items.append((100.05 + k / 30, "video", k, (1_000_000 + k * 3000) % 2**32, sent))
+    for j in range(100):
+        sent = 5000.0 + j * 0.02
+        arrival = 100.05 + audio_delay + j * 0.02
+        items.append((arrival, "audio", j, (2**32 - 4800 + j * 960) % 2**32, sent))
+    items.sort()
+    return [(a, kind, n, ts, sent if with_sender_clock else None) for a, kind, n, ts, sent in items]
+
+
+async def _record_interleaved(tmp_path, items) -> dict[str, list[int]]:
+    file = RecordingFile(
+        str(tmp_path),
+        room=ROOM,
+        recording="rec-sync",
+        participant="alice",
+        video=("vp8", 320, 240, 90000),
+        audio=("opus", 48000),
+        started=100.0,
+    )
+    for arrival, kind, n, timestamp, sent in items:
+        # Opus: a TOC byte saying "one 20 ms frame", so the muxer keeps every packet.
+        data = (b"\xf8" if kind == "audio" else b"\x00") + bytes([n % 256]) * 20
+        assert file.add(kind, data, timestamp, arrival, n == 0, sent)
+    finished = await file.finish("stopped")
+    assert finished is not None
+    pts: dict[str, list[int]] = {"video": [], "audio": []}
+    with av.open(finished.path) as container:
+        for packet in container.demux():
+            if packet.size:
+                pts[packet.stream.type].append(packet.pts)
+    return pts
+
+
+async def test_audio_and_video_are_aligned_by_the_publishers_clock(tmp_path) -> None:
+    """Audio 300 ms late on the way (another path, a deeper jitter buffer): the
+    sender reports put each sound where its picture is, as the publisher captured them."""
+    pts = await _record_interleaved(tmp_path, _interleaved(0.3, with_sender_clock=True))
+
+    assert pts["video"][0] == 50 and pts["audio"][0] == 50, "the same instant, the same time"
+    assert pts["audio"][50] == pts["video"][30] == 1050, "still together one second later"
+    assert pts["audio"][-1] == 50 + 99 * 20
+
+
+async def test_without_sender_reports_arrival_time_places_each_track(tmp_path) -> None:
+    pts = await _record_interleaved(tmp_path, _interleaved(0.3, with_sender_clock=False))
+
+    assert pts["video"][0] == 50 and pts["audio"][0] == 350, "as the frames arrived"
+
+
+def test_a_sender_clock_far_from_arrival_is_not_trusted() -> None:
+    clock = TrackClock(48000)
+    assert clock.pts_ms(1000, 1.0, synced=1.2) == 1200
+    other = TrackClock(48000)
+    assert other.pts_ms(1000, 1.0, synced=9.0) == 1000, "a stale report: arrival time"
+
+
+async def test_the_relay_reads_each_tracks_sender_reports(relay) -> None:
+    """aiortc's publisher sends RTCP sender reports with its wall clock (NTP); the relay
+    maps each frame's RTP timestamp onto that clock, for audio and video alike."""
+    await _publisher(relay)
+    sources = _sources(relay)
+    assert {s.kind for s in sources} == {"audio", "video"}
+    assert await eventually(lambda: all(s.tap.sender_report for s in sources), timeout=8)
+    placed: dict[str, list[float]] = {"audio": [], "video": []}
+
+    def observe(source, codec, frame, keyframe) -> None:
+        sent = source.sender_time(frame.timestamp, codec.clockRate)
+        placed[source.kind].append(sent - (time.time() + NTP_UNIX_OFFSET))
+
+    for source in sources:
+        source.observers.add(observe)
+    assert await eventually(lambda: all(len(v) > 10 for v in placed.values()), timeout=5)
+
+    for kind, offsets in placed.items():
+        # Sent a moment before it got here (the same machine's clock), never hours off.
+        assert all(-1.0 < offset <= 0.01 for offset in offsets), (kind, offsets[:5])
 
 
 # --------------------------------------------------------------------------- audio-only

@@ -92,25 +92,79 @@ def test_production_mode_refuses_the_development_relay_secret(tmp_path):
     assert "RELAY_TOKEN_SECRET" in result.stderr
 
 
-def test_production_mode_passes_the_deployment_checklist(tmp_path):
+@pytest.mark.parametrize("services", ["embedded", "postgres-redis-turn"])
+def test_production_mode_passes_the_deployment_checklist(tmp_path, services):
+    # given production mode, on the embedded default or with PostgreSQL, Redis and TURN
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "TURN_"))
+    }
+    env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        DJANGO_ALLOWED_HOSTS="telehealth.example.vn",
+        RELAY_TOKEN_SECRET="r" * 40,
+        TELEHEALTH_DATA_DIR=str(tmp_path),
+    )
+    if services != "embedded":
+        env.update(
+            DATABASE_URL="postgres://postgres@127.0.0.1:5432/test",
+            REDIS_URL="redis://127.0.0.1:6379/0",
+            TURN_URLS="turn:turn.example.vn:3478",
+            TURN_SHARED_SECRET="t" * 16 + "Zq8-vT3_xP0wL7nR2sM9",
+        )
+    # when Django's deployment checklist runs, failing on any warning
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": GOOD_KEY,
-            "DJANGO_ALLOWED_HOSTS": "telehealth.example.vn",
-            "RELAY_TOKEN_SECRET": "r" * 40,
-            "TELEHEALTH_DATA_DIR": str(tmp_path),
-        },
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
-
+    # then it finds nothing, and nothing was silenced to get there
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "no issues" in result.stdout
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_production_mode_sends_hsts_and_the_policy_over_https(tmp_path):
+    # given production mode behind the TLS proxy (X-Forwarded-Proto: https)
+    code = (
+        "import json, django; django.setup();"
+        "from django.test import Client;"
+        "r = Client(HTTP_HOST='telehealth.example.vn', HTTP_X_FORWARDED_PROTO='https')"
+        ".get('/api/docs/?script=');"
+        "print(json.dumps({'status': r.status_code, 'headers': dict(r.headers)}))"
+    )
+    result = _run(
+        code,
+        DJANGO_SETTINGS_MODULE="telehealth.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        DJANGO_ALLOWED_HOSTS="telehealth.example.vn",
+        RELAY_TOKEN_SECRET="r" * 40,
+        RELAY_PUBLIC_ORIGINS="https://relay1.example.vn,https://relay2.example.vn",
+        TELEHEALTH_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    headers = answer["headers"]
+    # then the browser must keep to HTTPS for a year, and to the secure socket and the
+    # relay nodes named in RELAY_PUBLIC_ORIGINS
+    assert answer["status"] == 200
+    assert headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    connect = next(
+        part.split()[1:]
+        for part in headers["Content-Security-Policy"].split(";")
+        if part.split()[0] == "connect-src"
+    )
+    assert set(connect) == {
+        "'self'",
+        "wss://telehealth.example.vn",
+        "https://relay1.example.vn",
+        "https://relay2.example.vn",
+    }
 
 
 @pytest.mark.parametrize("secret", ["", "change-me-turn-secret", "short"])

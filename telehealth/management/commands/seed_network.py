@@ -95,11 +95,17 @@ class Command(BaseCommand):
         except SeedRequestError as error:
             raise CommandError(str(error)) from error
         # The apps' own demo activity, through their services (each idempotent).
+        # Consent first: the patients' answers to the privacy notice.
+        from privacy.seeding import privacy_demo_seed
         from scheduler.seeding import scheduler_demo_seed
 
+        consented = privacy_demo_seed()
         activity = scheduler_demo_seed()
         if quiet:
             return
+        self.stdout.write(
+            f"Privacy: consent to the current notice recorded for {consented:,} patients."
+        )
         self.stdout.write(f"Scheduling: {activity.describe()}.")
         self.stdout.write(
             self.style.SUCCESS(
