@@ -210,7 +210,7 @@ def test_the_home_page_and_menu_fit_a_phone(servers, people, browser):
     expect(links.get_by_role("link", name="Chuyển tuyến của tôi")).to_be_visible()
     expect(links.get_by_role("link", name="Bảng điều phối")).to_have_count(0)
     screenshot(page, "patient-menu-open-phone")
-    links.get_by_role("link", name="Hồ sơ").click()
+    links.get_by_role("link", name="Hồ sơ", exact=True).click()
     page.wait_for_url(f"{servers.web}/profile/")
     context.close()
 
