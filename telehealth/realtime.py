@@ -104,6 +104,18 @@ class RedisBus:
         self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=2)
         self._pubsub = self._redis.pubsub()
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
+        self._connecting = asyncio.Lock()
+
+    async def _connect(self) -> None:
+        """Give the subscriber its connection, once. redis-py's ``PubSub.connect`` takes
+        a pool connection whenever it has none yet, so subscribers racing through it
+        before the first one returned each took one and all but the last leaked: many
+        sockets subscribing at once used up the pool (100 connections), and from then
+        on every publish failed with "Too many connections" (tests/faults/test_load.py)."""
+        if self._pubsub.connection is None:
+            async with self._connecting:
+                if self._pubsub.connection is None:
+                    await self._pubsub.connect()
 
     def channel(self, topic: str) -> str:
         return self.prefix + topic
@@ -118,6 +130,7 @@ class RedisBus:
         name = self.channel(topic).encode()
         loop = asyncio.get_running_loop()
         waiter = self._confirmations.setdefault(name, loop.create_future())
+        await self._connect()
         await self._pubsub.subscribe(name)
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
@@ -137,9 +150,11 @@ class RedisBus:
             if name not in self._pubsub.channels
         ]
         if missing:
+            await self._connect()
             await self._pubsub.subscribe(*missing)
 
     async def unsubscribe(self, topic: str) -> None:
+        await self._connect()
         await self._pubsub.unsubscribe(self.channel(topic).encode())
 
     async def messages(self):  # type: ignore[no-untyped-def]

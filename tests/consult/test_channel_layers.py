@@ -119,3 +119,21 @@ async def test_pubsub_layer_disconnect_loses_events_but_no_message(consultation,
     assert await _seqs(receiver, 3) == [2, 3, 4]
     assert await receiver.nothing()
     await receiver.close()
+
+
+async def test_sockets_subscribing_all_at_once_share_one_subscriber_connection(settings):
+    """redis-py's ``PubSub.connect`` takes a pool connection whenever it has none yet:
+    subscribers racing through it each took one and all but the last leaked, until the
+    pool (100) was used up and every publish failed. The bus connects once."""
+    from telehealth.realtime import RedisBus
+
+    bus = RedisBus(django_settings.REDIS_URL)
+    try:
+        outcomes = await asyncio.gather(
+            *(bus.subscribe(f"race.{n}") for n in range(150)), return_exceptions=True
+        )
+        assert [o for o in outcomes if o is not None] == []
+        assert len(bus._redis.connection_pool._in_use_connections) == 1  # the subscriber's
+        await bus.publish_many([("race.1", {"kind": "probe"})])
+    finally:
+        await bus.close()
