@@ -212,6 +212,8 @@ TARGETS: dict[str, Target] = {
                _daphne("--eager-write")),
         Target("daphne-threads32", "daphne, ASGI_THREADS=32 (default pool: min(32, CPUs + 4))",
                _daphne("--threads", "32")),
+        Target("daphne-gc-stock", "daphne with CPython's own garbage collection thresholds",
+               _daphne(), env={"TELEHEALTH_GC_TUNING": "0"}),
         Target("daphne-orm-send", "daphne, messages stored through the ORM's thread pool",
                _daphne(), env={"TELEHEALTH_ASYNC_HOT_PATHS": "0"}),
         Target("daphne-pool16", "daphne, hot-path pool of 16 connections",
