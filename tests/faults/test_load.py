@@ -44,7 +44,8 @@ from rest_framework.authtoken.models import Token
 from bench.chat import fixtures, loadgen
 from consult import visit_services
 from scheduler import appointment_services
-from scheduler.models import Appointment, Referral, RoutingDecision
+from scheduler.models import Appointment, LevelRule, Referral, RoutingDecision, ServiceLevel
+from scheduler.policy import policy_defaults_load
 from tests.factories import ClinicianFactory, PatientFactory
 from tests.faults.servers import (
     child_env,
@@ -306,6 +307,10 @@ def _world() -> dict:
     network = build_network(
         capacity={"near": 5000, "far": 5000, "provincial": 5000, "central": 5000}
     )
+    # The routing rules come from a migration; an earlier transactional test of the
+    # same run flushed them (alone, this test passed; in the suite every referral
+    # went to the no-slot worklist).
+    policy_defaults_load(LevelRule=LevelRule, ServiceLevel=ServiceLevel)
     # The visit, opened and the patient admitted, as in test_relay_killed.
     visit_patient, visit_doctor = PatientFactory(), ClinicianFactory()
     visit = visit_services.visit_schedule(
