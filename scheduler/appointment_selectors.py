@@ -88,9 +88,17 @@ def _visible(user: User) -> QuerySet[Appointment]:
 
 
 def appointment_list_for_user(
-    *, user: User, day: Any = None, upcoming: bool = False
+    *,
+    user: User,
+    day: Any = None,
+    upcoming: bool = False,
+    between: tuple[datetime, datetime] | None = None,
 ) -> QuerySet[Appointment]:
+    """The user's appointments, in start order: of one local ``day`` (YYYY-MM-DD),
+    starting within ``between`` (start, end), or ``upcoming`` (not ended yet)."""
     appointments = _visible(user)
+    if between is not None:
+        appointments = appointments.filter(start__gte=between[0], start__lt=between[1])
     if day:
         from django.utils.dateparse import parse_date
 

@@ -84,6 +84,22 @@ def local_today(now: datetime | None = None) -> date:
     return timezone.localtime(now or timezone.now(), LOCAL_TZ).date()
 
 
+# A doctor's day does not stop at midnight for a doctor working the evening: "my day"
+# reaches this far past now, and this far back before it, when that crosses a midnight.
+DAY_LOOKAHEAD = timedelta(hours=4)
+DAY_LOOKBACK = timedelta(hours=2)
+
+
+def doctor_day_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The visits a doctor's day lists: today (local time), widened to the next four hours
+    and the last two when those cross a midnight, so at 23:50 the 00:05 visit is there
+    and at 00:05 the patient still waiting for the 23:50 visit is too."""
+    now = now or timezone.now()
+    start = datetime.combine(local_today(now), datetime.min.time(), tzinfo=LOCAL_TZ)
+    end = start + timedelta(days=1)
+    return min(start, now - DAY_LOOKBACK), max(end, now + DAY_LOOKAHEAD)
+
+
 def add_working_days(start: datetime, days: int) -> datetime:
     """``start`` plus ``days`` working days (Mon–Fri), at the same local time of day.
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from consult.visit_selectors import visits_waiting_for_host
 from scheduler import appointment_selectors, selectors
 from scheduler.models import Priority, Referral
-from scheduler.policy import local_today
+from scheduler.policy import doctor_day_window, local_today
 from telehealth.audit import audit_record
 from telehealth.errors import DomainError
 from telehealth.models import AuditEvent, Province, Specialty
@@ -152,13 +152,14 @@ def referral_new_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def doctor_day_page(request: HttpRequest) -> HttpResponse:
-    """The doctor's day: today's visits and the referral queues they answer."""
+    """The doctor's day: today's visits (and the night's, past a midnight, see
+    ``policy.doctor_day_window``) and the referral queues they answer."""
     clinician = getattr(request.user, "clinician_profile", None)
     if clinician is None:
         raise PermissionDenied
     today = local_today()
     appointments = appointment_selectors.appointment_list_for_user(
-        user=request.user, day=today.isoformat()
+        user=request.user, between=doctor_day_window()
     ).filter(clinician=clinician)
     appointments = list(appointments)
     # Patients already in a video visit's waiting room, for the host to admit; the page

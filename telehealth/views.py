@@ -27,7 +27,7 @@ from consult.models import Visit
 from scheduler import appointment_selectors
 from scheduler import selectors as referral_selectors
 from scheduler.models import Appointment, Referral
-from scheduler.policy import local_today
+from scheduler.policy import doctor_day_window, local_today
 from telehealth import selectors, services
 from telehealth.api.serializers import MeUpdateSerializer
 from telehealth.audit import audit_record
@@ -95,9 +95,9 @@ def _clinician_home(request: HttpRequest, user: User) -> dict[str, Any]:
     """Today's visits (booked appointments and the video visits I host that are
     open now) and how many referrals wait in my queues."""
     clinician = user.clinician_profile
-    today = local_today()
+    day = doctor_day_window()
     appointments = list(
-        appointment_selectors.appointment_list_for_user(user=user, day=today.isoformat())
+        appointment_selectors.appointment_list_for_user(user=user, between=day)
         .filter(clinician=clinician)
         .exclude(status__in=[Appointment.Status.CANCELLED, Appointment.Status.ERROR])
     )
@@ -107,7 +107,11 @@ def _clinician_home(request: HttpRequest, user: User) -> dict[str, Any]:
         .filter(host=user)
         .filter(
             Q(state__in=[Visit.State.WAITING, Visit.State.IN_PROGRESS])
-            | Q(state=Visit.State.SCHEDULED, scheduled_start__date=today)
+            | Q(
+                state=Visit.State.SCHEDULED,
+                scheduled_start__gte=day[0],
+                scheduled_start__lt=day[1],
+            )
         )
         .exclude(pk__in=linked)
         .order_by("scheduled_start", "created_at")[: HOME_ROWS * 2]
@@ -126,6 +130,7 @@ def _clinician_home(request: HttpRequest, user: User) -> dict[str, Any]:
     # The queues' own counters: a number, not the waiting patients' records.
     queues = list(referral_selectors.queues_for_user(user=user).filter(facility=clinician.facility))
     return {
+        "today": local_today(),
         "appointments": appointments,
         "visits": visits,
         "has_queues": bool(queues),

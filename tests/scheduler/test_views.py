@@ -274,3 +274,30 @@ def test_the_doctors_day_audits_the_visits_it_shows_even_with_empty_queues():
     assert AuditEvent.objects.filter(
         actor=doctor.user, target__startswith="scheduler.doctor_day:"
     ).exists()
+
+
+def test_late_in_the_evening_the_doctors_day_lists_the_visit_just_after_midnight(monkeypatch):
+    # given a visit booked for 00:05 tomorrow, local time
+    from datetime import datetime, time
+
+    from scheduler import policy, views
+    from scheduler.policy import LOCAL_TZ, local_today
+
+    doctor = ClinicianFactory()
+    schedule = weekly_schedule(
+        doctor, visit_minutes=5, buffer_minutes=0, hours=(time(0, 0), time(23, 59))
+    )
+    appointment_services.slots_generate(schedule_id=schedule.pk)
+    after_midnight = datetime.combine(
+        local_today() + timedelta(days=1), time(0, 5), tzinfo=LOCAL_TZ
+    )
+    slot = Slot.objects.get(schedule=schedule, start=after_midnight)
+    patient = PatientFactory(user__full_name="Đỗ Văn Khánh")
+    appointment_services.appointment_book(by=patient.user, slot_id=slot.pk, mode="video")
+    # when the doctor opens their day at 23:55 the evening before
+    evening = after_midnight - timedelta(minutes=10)
+    monkeypatch.setattr(views, "doctor_day_window", lambda: policy.doctor_day_window(evening))
+    page = _client(doctor.user).get("/doctor/day/").content.decode()
+    # then the visit is on it, with its date since it is tomorrow's
+    assert "Đỗ Văn Khánh" in page
+    assert after_midnight.strftime("%d/%m 00:05") in page
