@@ -224,9 +224,28 @@ def _publish_sync(items: list[tuple[str, dict[str, Any]]]) -> None:
 
 async def publish_many(items: list[tuple[str, dict[str, Any]]]) -> None:
     """Send events to every process with a socket on their topics. Best effort: a lost
-    event is repaired by the readers' resume-from-database logic."""
+    event is repaired by the readers' resume-from-database logic.
+
+    On the web process's loop they join its publisher's queue (one connection, one
+    pipeline per batch), in order with the events of committed writes: sockets
+    announcing their presence at once each sent their own pipeline before, each from
+    a pool connection, and on a loaded machine a new connection could time out."""
     if not items:
         return
+    publisher = _publisher
+    if publisher is not None and not publisher.task.done():
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is publisher.loop:
+            for topic, event in items:
+                publisher.offer(topic, event)
+            return
+    await _send(items)
+
+
+async def _send(items: list[tuple[str, dict[str, Any]]]) -> None:
     try:
         if bus_enabled():
             await get_bus().publish_many(items)
@@ -274,7 +293,7 @@ class _LoopPublisher:
             batch = [await self.queue.get()]
             while not self.queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self.queue.get_nowait())
-            await publish_many(batch)
+            await _send(batch)
 
     def offer(self, topic: str, event: dict[str, Any]) -> None:
         """On the loop's thread: queue the publish (or drop it when Redis has fallen

@@ -181,14 +181,14 @@ async def test_a_lost_event_is_repaired_from_the_database(consultation, monkeypa
 
     thread, patient, doctor, _ = consultation
     receiver = await subscribed(patient, thread)
-    real_publish = realtime.publish_many
+    real_publish = realtime._send
     dropped = []
 
     async def lossy(items):
         dropped.extend(event["seq"] for _, event in items if event.get("seq") in (2, 4))
         await real_publish([(t, e) for t, e in items if e.get("seq") not in (2, 4)])
 
-    monkeypatch.setattr(realtime, "publish_many", lossy)
+    monkeypatch.setattr(realtime, "_send", lossy)
     for n in range(1, 5):
         await database_sync_to_async(services.message_send)(
             user=doctor, thread_id=thread.pk, client_id=f"l{n}", body=str(n)

@@ -436,8 +436,14 @@ def test_a_thousand_sockets_bookings_referrals_and_a_visit_at_once(redis_server,
     # would be repaired by the sockets' resync from the database, seconds late). It did
     # fail, 16,592 times in 180 s, before the bus connected its subscriber once: 1,000
     # sockets subscribing at once leaked the whole Redis pool (telehealth/realtime.py).
-    failed = result["web_log_while_loaded"].count("realtime publish of")
-    assert failed == 0, f"{failed} events not published while loaded"
+    failures = [
+        line
+        for line in result["web_log_while_loaded"].splitlines()
+        if "realtime publish of" in line
+    ]
+    assert not failures, f"{len(failures)} publishes failed while loaded:\n" + "\n".join(
+        failures[:20]
+    )
     # Chat: every socket connected and stayed; every message acknowledged, and delivered
     # to every socket of its room exactly once, in order.
     assert chat["sockets"] == SOCKETS and not chat["connect_failures"], chat["connect_failures"]
