@@ -289,11 +289,16 @@ class _LoopPublisher:
         self.task = loop.create_task(self._run(), name="realtime-publisher")
 
     async def _run(self) -> None:
+        task = asyncio.current_task()
         while True:
             batch = [await self.queue.get()]
             while not self.queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self.queue.get_nowait())
             await _send(batch)
+            if task is not None and task.cancelling():
+                # A Redis client can turn the cancellation into the error ``_send``
+                # logs and swallows; the loop is shutting down all the same.
+                raise asyncio.CancelledError
 
     def offer(self, topic: str, event: dict[str, Any]) -> None:
         """On the loop's thread: queue the publish (or drop it when Redis has fallen
