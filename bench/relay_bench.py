@@ -7,7 +7,11 @@
 For every picture size and N, in the same run:
 
 - ``forward``: the relay node as deployed (``python -m relay``): each
-  subscriber gets the publisher's VP8 frames as they are (no decode, no encode);
+  subscriber gets the publisher's VP8 RTP packets as they are, renumbered for it
+  (no decode, no encode, no reassembly);
+- ``frames``: the same node with ``--forward-frames``: the publisher's frames are
+  reassembled on the relay and re-packetized by each subscriber's sender (the
+  forwarding path before RTP-level forwarding; for comparison);
 - ``mediarelay``: the same node with ``--transcode-all``: aiortc's stock path,
   the receiver decodes once and aiortc's ``MediaRelay`` hands the frames to a
   VP8 encoder per subscriber (latest-frame proxies, so a saturated relay drops
@@ -200,7 +204,7 @@ def _free_port() -> int:
 
 
 class RelayProcess:
-    def __init__(self, transcode_all: bool) -> None:
+    def __init__(self, transcode_all: bool, forward_frames: bool = False) -> None:
         self.port = _free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="relay-bench-", suffix=".log", delete=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
@@ -212,6 +216,8 @@ class RelayProcess:
         ]  # fmt: skip
         if transcode_all:
             command.append("--transcode-all")
+        if forward_frames:
+            command.append("--forward-frames")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -263,7 +269,9 @@ async def run_point(size: str, mode: str, n: int, seconds: float, warmup: float)
             await subscriber.setLocalDescription(await subscriber.createAnswer())
             await publisher.setRemoteDescription(subscriber.localDescription)
         else:
-            relay = RelayProcess(transcode_all=mode == "mediarelay")
+            relay = RelayProcess(
+                transcode_all=mode == "mediarelay", forward_frames=mode == "frames"
+            )
             http = httpx.AsyncClient(base_url=relay.url, timeout=30)
             await relay.ready(http)
             token = issue_token(DEV_SECRET, room=ROOM, sub="publisher", caps=["publish"])
@@ -388,8 +396,13 @@ def table(points: list[Point]) -> str:
 
 
 def ratios(points: list[Point]) -> tuple[str, list[float]]:
+    """Forwarded streams per core, forward / mediarelay (the goal), and where measured
+    the frame-forwarding path for comparison (forward / frames)."""
     by_key = {(p.size, p.mode, p.subscribers): p for p in points if not p.error}
-    lines = [f"{'size':<5} {'N':>3} {'forward':>9} {'mediarelay':>10} {'ratio':>7}"]
+    lines = [
+        f"{'size':<5} {'N':>3} {'forward':>9} {'mediarelay':>10} {'ratio':>7} "
+        f"{'frames':>8} {'forward/frames':>15}"
+    ]
     found = []
     for (size, mode, n), p in sorted(by_key.items()):
         if mode != "forward":
@@ -399,9 +412,16 @@ def ratios(points: list[Point]) -> tuple[str, list[float]]:
             continue
         ratio = p.streams_per_core / other.streams_per_core
         found.append(ratio)
+        frames = by_key.get((size, "frames", n))
+        versus = ""
+        if frames is not None and frames.streams_per_core:
+            versus = (
+                f"{frames.streams_per_core:>8.1f} "
+                f"{p.streams_per_core / frames.streams_per_core:>14.2f}x"
+            )
         lines.append(
             f"{size:<5} {n:>3} {p.streams_per_core:>9.1f} {other.streams_per_core:>10.1f} "
-            f"{ratio:>6.1f}x"
+            f"{ratio:>6.1f}x {versus}"
         )
     return "\n".join(lines), found
 
@@ -441,7 +461,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="480p,720p")
     parser.add_argument("--subscribers", default="1,4,8,16")
-    parser.add_argument("--modes", default="direct,forward,mediarelay")
+    parser.add_argument("--modes", default="direct,forward,frames,mediarelay")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--json", default=None, help="also write every figure here")

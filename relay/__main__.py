@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="benchmark baseline: aiortc's stock decode + MediaRelay + encode for everyone",
     )
+    parser.add_argument(
+        "--forward-frames",
+        action="store_true",
+        help="benchmark comparison: forward whole frames re-packetized per subscriber "
+        "instead of the publisher's RTP packets",
+    )
     return parser.parse_args(argv)
 
 
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             dev=args.dev,
             ice_hosts=args.ice_host,
             transcode_all=args.transcode_all or None,
+            forward_rtp=False if args.forward_frames else None,
         )
     except ConfigError as exc:
         print(f"relay: {exc}", file=sys.stderr)

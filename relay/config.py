@@ -49,6 +49,9 @@ class RelayConfig:
     audio_queue_frames: int = 50
     #: Release frames from the receive jitter buffer as soon as they are complete.
     low_latency: bool = True
+    #: Forward the publisher's RTP packets (rewritten per subscriber); off: forward
+    #: its frames, re-packetized by each subscriber's sender (benchmark comparison).
+    forward_rtp: bool = True
     #: Benchmark baseline: aiortc's stock path (decode once, MediaRelay, encode
     #: per subscriber) for every subscriber, even when codecs match.
     transcode_all: bool = False

@@ -1,9 +1,30 @@
 """Forwarding encoded media through aiortc without decoding it.
 
 How it works (aiortc 1.16.x; every internal used is named here and checked
-at run time by :func:`check_aiortc`):
+at run time by :func:`check_aiortc` or where it is hooked):
 
-Receive side. ``RTCRtpReceiver._handle_rtp_packet`` depacketizes RTP into its
+RTP packets (the default). aiortc's ``RTCRtpReceiver._handle_rtp_packet`` feeds
+the REMB estimator, counts the packet for its receiver reports, unwraps RTX,
+sends NACKs for gaps and depayloads the packet, then hands it to its jitter
+buffer ``_RTCRtpReceiver__jitter_buffer``. :class:`PacketTap` takes that
+buffer's place: each packet is kept for forwarding, and reaches a real buffer
+(frame assembly, then the frame path below) only while whole frames are needed:
+a recorder observes the track, or a subscriber needs re-encoding. Once aiortc's
+handler returns (it is wrapped on the receiver instance), each subscriber's
+:class:`EncodedTrack` rewrites the packet for its sender (SSRC, payload type,
+MID and abs-send-time extensions; sequence numbers and timestamps shifted by
+constants chosen at the keyframe it starts from) and hands it to the sender's
+transport (``RTCDtlsTransport._send_rtp``: SRTP, then the socket), keeping the
+sender's NACK history (``_RTCRtpSender__rtp_history``) and the counts its RTCP
+sender reports carry (``__ntp_timestamp``, ``__rtp_timestamp``,
+``__octet_count``, ``__packet_count``) as its own loop would. That loop is
+parked: :meth:`EncodedTrack.bind_sender` replaces ``_next_encoded_frame`` on
+the sender instance with a wait for the end of the track. Nothing is reassembled,
+queued or re-packetized; :func:`starts_keyframe` finds where a subscriber may
+start in the packets themselves. ``--forward-frames`` keeps the frame path below
+for subscribers too (the benchmark compares both).
+
+Receive side (frames). ``RTCRtpReceiver._handle_rtp_packet`` depacketizes RTP into its
 jitter buffer; each complete encoded frame (a ``JitterFrame``: ``data`` and a
 timestamp) is put, as a ``(codec, frame)`` tuple, on the receiver's private
 decoder input queue ``_RTCRtpReceiver__decoder_queue`` (a ``queue.Queue``); a
@@ -22,7 +43,7 @@ when the first packet of the *next* frame arrives (one frame interval late)
 and holds audio back by 4 packets; ours releases a frame as soon as it is
 complete (RTP marker bit for video, every packet for audio).
 
-Send side. ``RTCRtpSender._next_encoded_frame`` calls ``track.recv()``; when
+Send side (frames). ``RTCRtpSender._next_encoded_frame`` calls ``track.recv()``; when
 that returns an ``av.Packet`` instead of a frame, the sender only packetizes
 it (``encoder.pack(packet)``: VP8, H.264, Opus) with ``packet.pts`` in
 ``packet.time_base``. :class:`EncodedTrack` is such a track, fed by a bounded
@@ -74,13 +95,14 @@ from typing import Any
 
 import aiortc
 import av
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, clock
 from aiortc.contrib.media import MediaRelay
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
-from aiortc.rtp import RtcpSrPacket
+from aiortc.rtp import RTP_HISTORY_SIZE, RtcpSrPacket, RtpPacket
+from aiortc.utils import random16, random32
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +112,15 @@ _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
+_RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
+# The sender's state its RTCP sender reports and NACK retransmissions read.
+_SENDER_MID = "_RTCRtpSender__mid"
+_SENDER_EXTENSIONS = "_RTCRtpSender__rtp_header_extensions_map"
+_SENDER_HISTORY = "_RTCRtpSender__rtp_history"
+_SENDER_NTP = "_RTCRtpSender__ntp_timestamp"
+_SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+_SENDER_OCTETS = "_RTCRtpSender__octet_count"
+_SENDER_PACKETS = "_RTCRtpSender__packet_count"
 #: Codecs forwarded as-is (others are decoded and re-encoded).
 FORWARDABLE = frozenset({"vp8", "h264", "opus"})
 VIDEO_QUEUE_FRAMES = 30
@@ -116,6 +147,8 @@ def check_aiortc() -> None:
         (RTCRtpReceiver, "getSynchronizationSources"),
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_handle_rtcp_packet"),
+        (RTCRtpSender, "_next_encoded_frame"),
+        (RTCRtpSender, "_retransmit"),
         (JitterBuffer, "_remove_frame"),
     ):
         if not callable(getattr(cls, name, None)):
@@ -139,6 +172,29 @@ def is_keyframe(codec_name: str, data: bytes) -> bool:
         pos = data.find(b"\x00\x00\x01")
         while pos != -1 and pos + 3 < len(data):
             if data[pos + 3] & 0x1F == 5:
+                return True
+            pos = data.find(b"\x00\x00\x01", pos + 3)
+        return False
+    return True
+
+
+def starts_keyframe(codec_name: str, payload: bytes, data: bytes) -> bool:
+    """Whether an RTP packet is the first of a keyframe: a subscriber can start there.
+
+    ``payload`` is the packet's RTP payload, ``data`` what aiortc's depayloader made
+    of it. VP8 (RFC 7741 4.2): the descriptor's S bit set and partition index 0, and
+    the frame header that follows is a keyframe's. H.264: the packet carries an SPS
+    (NAL type 7, sent ahead of an IDR) or an IDR slice (5); its depayloaded data is
+    Annex B, and no start code can occur inside a NAL unit (emulation prevention).
+    Audio packets are all independent.
+    """
+    name = codec_name.lower()
+    if name == "vp8":
+        return bool(payload) and payload[0] & 0x17 == 0x10 and is_keyframe("vp8", data)
+    if name == "h264":
+        pos = data.find(b"\x00\x00\x01")
+        while pos != -1 and pos + 3 < len(data):
+            if data[pos + 3] & 0x1F in (5, 7):
                 return True
             pos = data.find(b"\x00\x00\x01", pos + 3)
         return False
@@ -305,6 +361,43 @@ class ReceiverTap:
         self.decode = False
 
 
+class PacketTap:
+    """Stands in for the receiver's jitter buffer when forwarding RTP packets.
+
+    aiortc's receiver hands its jitter buffer every RTP packet once it has fed the
+    bitrate estimator (REMB), kept the statistics of its receiver reports, unwrapped
+    retransmissions (RTX), asked for missing packets (NACK) and depayloaded it:
+    exactly the packets a forwarder wants, in arrival order. Each goes to
+    ``on_packet``. The real buffer (frame assembly, then the tap above) sees them
+    only while ``frames_wanted()``: a recorder observes the track, or a re-encoding
+    subscriber needs decoded frames. It starts afresh each time it is wanted again.
+    """
+
+    def __init__(
+        self,
+        make_buffer: Callable[[], JitterBuffer],
+        on_packet: Callable[[RtpPacket], None],
+        frames_wanted: Callable[[], bool],
+    ) -> None:
+        self._make_buffer = make_buffer
+        self._buffer: JitterBuffer | None = None
+        self.on_packet = on_packet
+        self.frames_wanted = frames_wanted
+
+    @property
+    def capacity(self) -> int:
+        return (self._buffer or self._make_buffer()).capacity
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        self.on_packet(packet)
+        if self.frames_wanted():
+            if self._buffer is None:
+                self._buffer = self._make_buffer()
+            return self._buffer.add(packet)
+        self._buffer = None
+        return False, None
+
+
 def drain_receiver(receiver: RTCRtpReceiver, kind: str) -> ReceiverTap:
     """Read a remote track nobody consumes without decoding or buffering it."""
     return ReceiverTap(receiver, kind, None, decode=False, low_latency=False)
@@ -350,6 +443,8 @@ class EncodedTrack(MediaStreamTrack):
         self.overflows = 0
         self.residence_total = 0.0
         self.residence_max = 0.0
+        #: set by bind_sender: this copy goes out as RTP packets, not frames
+        self.sender: RTCRtpSender | None = None
 
     def push(self, frame: EncodedFrame) -> None:
         if not self._armed or self.readyState != "live":
@@ -403,6 +498,107 @@ class EncodedTrack(MediaStreamTrack):
     @property
     def queued(self) -> int:
         return len(self._frames)
+
+    # -- RTP-level forwarding (the node's default): packets, not frames
+    def bind_sender(self, sender: RTCRtpSender) -> None:
+        """Send this copy as the publisher's RTP packets through ``sender``.
+
+        The sender's own loop reads frames from its track and packetizes them. Its
+        ``_next_encoded_frame`` is replaced, on this instance, by one that learns the
+        negotiated codec, starts forwarding (asking the publisher for a keyframe) and
+        waits for the end. From then on :meth:`forward` rewrites each packet of the
+        publisher (this sender's SSRC, payload type and header extensions; sequence
+        numbers and timestamps shifted by constants, so reordering and the
+        publisher's retransmissions keep their place) and hands it to the sender's
+        transport, keeping the sender's NACK history and the counts its RTCP sender
+        reports carry, as its own loop would. Nothing is queued on the relay: a
+        packet leaves for every subscriber before the next one is read.
+        """
+        for name in (
+            _SENDER_MID,
+            _SENDER_EXTENSIONS,
+            _SENDER_HISTORY,
+            _SENDER_NTP,
+            _SENDER_RTP_TIMESTAMP,
+            _SENDER_OCTETS,
+            _SENDER_PACKETS,
+        ):
+            if not hasattr(sender, name):
+                raise HookError(f"aiortc's RTCRtpSender has no {name}")
+        self.sender = sender
+
+        async def next_encoded_frame(codec: RTCRtpCodecParameters) -> None:
+            self._start_rtp(codec)
+            while self.readyState == "live":
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            raise MediaStreamError
+
+        sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+
+    def _start_rtp(self, codec: RTCRtpCodecParameters) -> None:
+        sender = self.sender
+        self._payload_type = codec.payloadType
+        self._mid = getattr(sender, _SENDER_MID)
+        self._extensions = getattr(sender, _SENDER_EXTENSIONS)
+        self._history = getattr(sender, _SENDER_HISTORY)
+        self._out_next = random16()
+        self._seq_offset = 0
+        self._ts_offset = random32()
+        self._in_first = self._in_highest = 0
+        self._need_keyframe = True  # audio too: it starts with the next packet
+        self._armed = True
+        if self.kind == "video" and self.source is not None:
+            self.source.request_keyframe()
+
+    async def forward(self, packet: RtpPacket, starts: bool, ends: bool) -> None:
+        """Send one of the publisher's packets on (``starts``: a keyframe or audio
+        packet starts with it; ``ends``: it ends a frame)."""
+        if not self._armed or self.readyState != "live":
+            return
+        if self.paused:
+            self.withheld += ends
+            return
+        seq = packet.sequence_number
+        if self._need_keyframe:
+            if not starts:
+                self.dropped += ends
+                return
+            self._need_keyframe = False
+            # Continue our numbering without a gap (after a pause too).
+            self._seq_offset = (self._out_next - seq) & 0xFFFF
+            self._in_first = self._in_highest = seq
+        elif (seq - self._in_highest) & 0xFFFF < 0x8000:
+            self._in_highest = seq
+            if (seq - self._in_first) & 0xFFFF > 0x4000:
+                self._in_first = (seq - 0x4000) & 0xFFFF
+        elif (self._in_highest - seq) & 0xFFFF > (self._in_highest - self._in_first) & 0xFFFF:
+            return  # older than this copy's first keyframe: useless to the subscriber
+        sender = self.sender
+        out = RtpPacket(
+            payload_type=self._payload_type,
+            marker=packet.marker,
+            sequence_number=(seq + self._seq_offset) & 0xFFFF,
+            timestamp=(packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            ssrc=sender._ssrc,
+            payload=packet.payload,
+        )
+        now = clock.current_ntp_time()
+        out.extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
+        out.extensions.mid = self._mid
+        out.extensions.audio_level = packet.extensions.audio_level
+        self._history[out.sequence_number % RTP_HISTORY_SIZE] = out
+        try:
+            await sender.transport._send_rtp(out.serialize(self._extensions))
+        except ConnectionError:  # not connected (yet, or any more)
+            return
+        if (out.sequence_number - self._out_next) & 0xFFFF < 0x8000:
+            self._out_next = (out.sequence_number + 1) & 0xFFFF
+        setattr(sender, _SENDER_NTP, now)
+        setattr(sender, _SENDER_RTP_TIMESTAMP, out.timestamp)
+        setattr(sender, _SENDER_OCTETS, getattr(sender, _SENDER_OCTETS) + len(out.payload))
+        setattr(sender, _SENDER_PACKETS, getattr(sender, _SENDER_PACKETS) + 1)
+        self.sent += ends
 
     def set_paused(self, paused: bool) -> None:
         """Withhold frames (nothing reaches the sender, so nothing is sent) or resume.
@@ -533,6 +729,7 @@ class PublishedTrack:
         low_latency: bool = True,
         stock_transcode: bool = False,
         transcode_buffered: bool = False,
+        rtp_forwarding: bool = True,
     ) -> None:
         self.receiver = receiver
         self.kind = kind
@@ -566,6 +763,12 @@ class PublishedTrack:
             low_latency=low_latency and not stock_transcode,
             on_decoder_backlog=self.request_keyframe,
         )
+        #: subscribers get the publisher's RTP packets (else its frames, re-packetized)
+        self.rtp_forwarding = rtp_forwarding and not stock_transcode
+        self._outbox: list[RtpPacket] = []
+        self._codec_payload_type: int | None = None
+        if self.rtp_forwarding:
+            self._hook_packets()
 
     @property
     def codec_name(self) -> str:
@@ -589,6 +792,74 @@ class PublishedTrack:
             delta -= 1 << 32
         return ntp_seconds + delta / clock_rate
 
+    # -- packets in (RTP-level forwarding)
+    def _hook_packets(self) -> None:
+        """Swap the receiver's jitter buffer for a :class:`PacketTap` and forward what it
+        is handed once aiortc's ``_handle_rtp_packet`` (wrapped on this receiver
+        instance) has finished with the packet."""
+        receiver = self.receiver
+        buffer = getattr(receiver, _JITTER_BUFFER, None)
+        if not isinstance(buffer, JitterBuffer) or not hasattr(receiver, _RECEIVER_CODECS):
+            raise HookError("aiortc's RTCRtpReceiver internals changed: cannot forward RTP")
+        capacity, is_video = buffer.capacity, self.kind == "video"
+        if isinstance(buffer, LowLatencyJitterBuffer):
+
+            def make_buffer() -> JitterBuffer:
+                return LowLatencyJitterBuffer(capacity, is_video=is_video)
+        else:
+            prefetch = buffer._prefetch
+
+            def make_buffer() -> JitterBuffer:
+                return JitterBuffer(capacity, prefetch=prefetch, is_video=is_video)
+
+        setattr(
+            receiver,
+            _JITTER_BUFFER,
+            PacketTap(make_buffer, self._outbox.append, self._frames_wanted),
+        )
+        handle_rtp = receiver._handle_rtp_packet
+
+        async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+            await handle_rtp(packet, arrival_time_ms=arrival_time_ms)
+            while self._outbox:
+                await self._forward_packet(self._outbox.pop(0))
+
+        receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+    def _frames_wanted(self) -> bool:
+        """Whether whole frames are needed: for a recorder, or for decoding."""
+        return bool(self.observers) or self.tap.decode
+
+    async def _forward_packet(self, packet: RtpPacket) -> None:
+        if self.closed:
+            return
+        if packet.payload_type != self._codec_payload_type:
+            codec = getattr(self.receiver, _RECEIVER_CODECS).get(packet.payload_type)
+            if codec is None:
+                return
+            self._codec_payload_type = packet.payload_type
+            if self.codec is None or codec.name.lower() != self.codec_name:
+                self.codec = codec
+        video = self.kind == "video"
+        starts = not video or starts_keyframe(
+            self.codec_name, packet.payload, getattr(packet, "_data", b"")
+        )
+        ends = not video or bool(packet.marker)
+        if starts and video:
+            self._keyframe_wanted = False
+        if not self._frames_wanted():  # else the tap counts the frames it is handed
+            tap = self.tap
+            tap.bytes += len(packet.payload)
+            tap.frames += ends
+            tap.keyframes += starts
+        sinks = self.sinks
+        if not sinks:
+            return
+        for sink in tuple(sinks):
+            await sink.forward(packet, starts, ends)
+        if ends:
+            self.frames_forwarded += len(sinks)
+
     # -- frames in
     def _on_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame, keyframe: bool) -> None:
         if self.closed:
@@ -602,7 +873,7 @@ class PublishedTrack:
                 observer(self, codec, frame, keyframe)
             except Exception:  # a failing observer must not stop forwarding
                 logger.exception("relay frame observer failed")
-        if not self.sinks:
+        if not self.sinks or self.rtp_forwarding:
             return
         packet = av.Packet(frame.data)
         packet.pts = frame.timestamp

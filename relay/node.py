@@ -347,6 +347,7 @@ class RelayNode:
                     low_latency=self.config.low_latency,
                     stock_transcode=self.config.transcode_all,
                     transcode_buffered=self.config.transcode_buffered,
+                    rtp_forwarding=self.config.forward_rtp,
                 )
                 receiver._relay_tap = source.tap
                 pending.append((transceiver, source))
@@ -429,6 +430,8 @@ class RelayNode:
                     transceiver = pc.addTransceiver(track, direction="sendonly")
                     transceiver.setCodecPreferences(source.codec_preferences())
                     hook_sender_keyframes(transceiver.sender, source, sink)
+                    if source.rtp_forwarding:
+                        sink.bind_sender(transceiver.sender)
                     modes.append(f"{media.kind}/{source.codec_name}:forward")
                 else:
                     track = source.transcoded_track()

@@ -160,8 +160,17 @@ class _FakeReceiver:
         self._RTCRtpReceiver__decoder_queue = queue.Queue()
         self._RTCRtpReceiver__decoder_thread = None
         self._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=512, is_video=True)
+        self._RTCRtpReceiver__codecs = {VP8.payloadType: VP8}
         self.track = None
         self.plis: list[int] = []
+        self.handled: list[int] = []
+
+    async def _handle_rtp_packet(self, packet, arrival_time_ms: int) -> None:
+        # What aiortc's does once the packet is checked, counted and depayloaded.
+        self.handled.append(packet.sequence_number)
+        _, frame = self._RTCRtpReceiver__jitter_buffer.add(packet)
+        if frame is not None:
+            self._RTCRtpReceiver__decoder_queue.put((VP8, frame))
 
     def getSynchronizationSources(self):
         class Source:
@@ -176,7 +185,7 @@ class _FakeReceiver:
 async def test_keyframe_requests_are_rate_limited_and_not_lost() -> None:
     receiver = _FakeReceiver()
     source = PublishedTrack(receiver, "video", VP8, pli_interval=0.3)  # type: ignore[arg-type]
-    assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, LowLatencyJitterBuffer)
+    assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, forwarding.PacketTap)
     for _ in range(5):
         source.request_keyframe()
     await asyncio.sleep(0.05)
@@ -219,3 +228,157 @@ def test_the_hook_refuses_a_started_receiver() -> None:
     with pytest.raises(forwarding.HookError):
         ReceiverTap(receiver, "video")  # type: ignore[arg-type]
     forwarding.check_aiortc()
+
+
+# --------------------------------------------------------------------------- RTP-level
+
+
+H264 = RTCRtpCodecParameters(
+    mimeType="video/H264",
+    clockRate=90000,
+    payloadType=102,
+    parameters={"packetization-mode": "1", "profile-level-id": "42e01f"},
+)
+
+
+def _rtp_payloads(codec: RTCRtpCodecParameters, encoder_name: str) -> list[list[bytes]]:
+    """Real frames, packetized as a publisher's aiortc would: one list per frame."""
+    from aiortc.codecs import get_encoder
+
+    packer = get_encoder(codec)
+    frames = []
+    for pts, data in enumerate(_encode(encoder_name, 3)):
+        packet = av.Packet(data)
+        packet.pts, packet.time_base = pts, fractions.Fraction(1, 30)
+        frames.append(packer.pack(packet)[0])
+    return frames
+
+
+@pytest.mark.parametrize(("codec", "encoder"), [(VP8, "libvpx"), (H264, "libx264")])
+def test_a_keyframes_first_packet_is_recognised(codec, encoder) -> None:
+    from aiortc.codecs import depayload
+
+    key, *deltas = _rtp_payloads(codec, encoder)
+    name = codec.name.lower()
+    assert forwarding.starts_keyframe(name, key[0], depayload(codec, key[0]))
+    for frame in deltas:
+        assert not any(forwarding.starts_keyframe(name, p, depayload(codec, p)) for p in frame)
+    if name == "vp8":  # the same bytes, but not the first packet of the frame (S bit clear)
+        middle = bytes([key[0][0] & ~0x10]) + key[0][1:]
+        assert not forwarding.starts_keyframe("vp8", middle, depayload(codec, middle))
+    assert forwarding.starts_keyframe("opus", b"\x01", b"\x01")
+
+
+class _FakeDtls:
+    """Where a sender's packets go: kept, parsed."""
+
+    state = "connected"
+
+    def __init__(self) -> None:
+        self.sent: list[RtpPacket] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(RtpPacket.parse(data))
+
+
+def _in(seq: int, ts: int, payload: bytes, marker: int = 1) -> RtpPacket:
+    from aiortc.codecs import depayload
+
+    packet = RtpPacket(payload_type=97, sequence_number=seq, timestamp=ts, ssrc=42)
+    packet.marker, packet.payload = marker, payload
+    packet._data = depayload(VP8, payload)
+    return packet
+
+
+async def test_a_subscribers_copy_is_the_publishers_packets_renumbered() -> None:
+    from aiortc import RTCRtpSender
+
+    key, delta, _ = (frame[0] for frame in _rtp_payloads(VP8, "libvpx"))
+    transport = _FakeDtls()
+    sender = RTCRtpSender("video", transport)  # type: ignore[arg-type]
+    source = _Source()
+    sink = EncodedTrack(source, "vp8", maxlen=4)  # type: ignore[arg-type]
+    sink.bind_sender(sender)
+    sink._start_rtp(VP8)  # what the sender's loop does once negotiated
+    assert source.requests == 1, "a new subscriber asks for a keyframe"
+
+    async def forward(packet: RtpPacket) -> None:
+        starts = forwarding.starts_keyframe("vp8", packet.payload, packet._data)
+        await sink.forward(packet, starts, bool(packet.marker))
+
+    # given a subscriber that joined mid-stream: a delta frame is dropped, then a keyframe
+    await forward(_in(99, 0, delta))
+    assert transport.sent == [] and sink.dropped == 1
+    for seq, ts, payload in ((100, 3000, key), (102, 6000, delta), (101, 4500, delta)):
+        await forward(_in(seq, ts, payload))
+    # then it gets the packets from the keyframe on, numbered on from where it started,
+    # each keeping its place (101 arrived late), in our SSRC and payload type
+    first = transport.sent[0]
+    assert [p.sequence_number - first.sequence_number for p in transport.sent] == [0, 2, 1]
+    assert [p.timestamp - first.timestamp for p in transport.sent] == [0, 3000, 1500]
+    assert {(p.ssrc, p.payload_type) for p in transport.sent} == {(sender._ssrc, 97)}
+    assert [p.payload for p in transport.sent] == [key, delta, delta]
+    # and a straggler from before the keyframe is not sent
+    await forward(_in(98, 0, delta))
+    assert len(transport.sent) == 3
+    # the sender's NACK history and sender-report counts are kept, as its own loop does
+    await sender._retransmit(first.sequence_number + 1)
+    assert transport.sent[-1].sequence_number == first.sequence_number + 1
+    assert sender._RTCRtpSender__packet_count == 3 and sink.sent == 3
+
+    # when the subscriber pauses video and resumes later
+    sink.set_paused(True)
+    await forward(_in(103, 7500, delta))
+    assert sink.withheld == 1
+    sink.set_paused(False)
+    assert source.requests == 2, "resuming asks for a keyframe"
+    await forward(_in(500, 9000, delta))  # the publisher's numbering moved on meanwhile
+    await forward(_in(501, 12000, key))
+    # then it starts again at the keyframe, with no gap in the subscriber's numbering
+    assert transport.sent[-1].payload == key
+    assert transport.sent[-1].sequence_number == first.sequence_number + 3
+    sink.stop()
+    await forward(_in(502, 15000, delta))
+    assert transport.sent[-1].sequence_number == first.sequence_number + 3
+
+
+async def test_the_sender_loop_hands_over_to_forwarding_and_ends_with_the_track() -> None:
+    from aiortc import RTCRtpSender
+    from aiortc.mediastreams import MediaStreamError
+
+    transport = _FakeDtls()
+    sender = RTCRtpSender("video", transport)  # type: ignore[arg-type]
+    source = _Source()
+    sink = EncodedTrack(source, "vp8", maxlen=4)  # type: ignore[arg-type]
+    sink.bind_sender(sender)
+    waiting = asyncio.ensure_future(sender._next_encoded_frame(VP8))
+    await asyncio.sleep(0.01)
+    assert sink._armed and sink._payload_type == 97 and not waiting.done()
+    sink.stop()
+    with pytest.raises(MediaStreamError):
+        await waiting
+
+
+async def test_frames_are_assembled_only_while_someone_needs_them() -> None:
+    # given a published track forwarding RTP packets, with one subscriber
+    key = _rtp_payloads(VP8, "libvpx")[0][0]
+    receiver = _FakeReceiver()
+    source = PublishedTrack(receiver, "video", VP8)  # type: ignore[arg-type]
+    transport = _FakeDtls()
+    from aiortc import RTCRtpSender
+
+    sink = source.add_sink()
+    sink.bind_sender(RTCRtpSender("video", transport))  # type: ignore[arg-type]
+    sink._start_rtp(VP8)
+    packet_tap = receiver._RTCRtpReceiver__jitter_buffer
+    seen = []
+    # when packets arrive with nobody recording, then while a recorder observes
+    await receiver._handle_rtp_packet(_in(10, 0, key), arrival_time_ms=0)
+    assert packet_tap._buffer is None, "no frame assembly for forwarding alone"
+    source.observers.add(lambda track, codec, frame, keyframe: seen.append(keyframe))
+    await receiver._handle_rtp_packet(_in(11, 3000, key), arrival_time_ms=0)
+    # then every packet was forwarded, and the recorder got the frame it was there for
+    assert [p.payload for p in transport.sent] == [key, key]
+    assert seen == [True] and source.tap.frames == 2 and source.frames_forwarded == 2
+    assert source.tap.decoded == 0
+    source.close()
