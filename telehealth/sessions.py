@@ -4,7 +4,8 @@ Django's ``cached_db`` store already reads the database when the cache read
 fails, but then raises when it writes the session back to the cache, so every
 signed-in request (and every websocket handshake) failed while Redis was down,
 although the database, the one source of truth, had the session. Here a failed
-cache read or write falls back to the database and is logged.
+cache read or write falls back to the database and is logged (one line: an
+outage is expected, not a bug).
 
 Deleting is left strict on purpose: sign-out deletes the database row, then the
 cached copy; if the cache cannot be reached the request fails (503) instead of
@@ -63,3 +64,24 @@ class SessionStore(CachedDBStore):
         from asgiref.sync import sync_to_async
 
         return await sync_to_async(self.exists)(session_key)
+
+    def save(self, must_create: bool = False) -> None:
+        # The database row is written first (the truth); the cached copy is best effort.
+        # Django logs a failed cache write with a traceback on every request while
+        # Redis is away; one line, as for reads, unless it is not an outage.
+        super(CachedDBStore, self).save(must_create)
+        try:
+            self._cache.set(self.cache_key, self._session, self.get_expiry_age())
+        except Exception as error:
+            from telehealth.errors import is_service_unavailable
+
+            logger.warning(
+                "session cache unreachable (%s); saved in the database only",
+                error,
+                exc_info=not is_service_unavailable(error),
+            )
+
+    async def asave(self, must_create: bool = False) -> None:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(self.save)(must_create)

@@ -183,6 +183,9 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "th",
+            # A Redis that hangs must not hang requests: the session cache falls back
+            # to the database after this long (tests/faults/test_redis_hung.py).
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
         }
     }
 else:

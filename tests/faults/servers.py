@@ -117,8 +117,18 @@ class RedisServer:
         except redis.exceptions.ConnectionError:
             return False
 
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs; connections stay open and nothing answers."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no save; every client's connection breaks."""
+        self.resume()  # a stopped process takes SIGKILL too, but let it go cleanly
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
