@@ -693,8 +693,58 @@ def do_assignment_run_create(
         max_distance_km=max_distance_km or policy.max_distance_km,
         created_by=created_by,
     )
-    transaction.on_commit(lambda: assignment_run_execute.delay(run.pk))
+
+    def after_commit() -> None:
+        try:
+            assignment_run_execute.delay(run.pk)
+        except Exception as error:
+            # The broker is down. The run is committed and queued: the sweeper
+            # (assignment_runs_sweep, every minute) sends its task once it is back.
+            from telehealth.errors import is_service_unavailable
+
+            if not is_service_unavailable(error):
+                raise
+            logger.warning("task of auto-assignment run %s not sent: %s", run.pk, error)
+
+    transaction.on_commit(after_commit)
     return run
+
+
+#: A run "running" this long without finishing has a dead worker: it may be claimed again.
+STALE_RUN_SECONDS = 15 * 60
+#: A run still queued after this long lost its task (the broker was away when it was
+#: created, or the message was lost); the sweeper sends it again.
+QUEUED_RUN_GRACE_SECONDS = 120
+
+
+def do_assignment_runs_sweep(*, now: Any = None) -> list[int]:
+    """Send again the task of runs that never ran: queued for longer than the grace
+    period, or running with a worker that died (``STALE_RUN_SECONDS``). Executing is
+    idempotent (``_claim``), so a run whose message was only slow runs once. Beat:
+    every minute."""
+    from django.db.models import Q
+
+    from network.tasks import assignment_run_execute
+
+    now = now or timezone.now()
+    run_ids = list(
+        AssignmentRun.objects.filter(
+            Q(
+                state=AssignmentRun.State.QUEUED,
+                created_at__lt=now - timedelta(seconds=QUEUED_RUN_GRACE_SECONDS),
+            )
+            | Q(
+                state=AssignmentRun.State.RUNNING,
+                started_at__lt=now - timedelta(seconds=STALE_RUN_SECONDS),
+            )
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:20]
+    )
+    for run_id in run_ids:
+        logger.warning("auto-assignment run %s never ran: sending its task again", run_id)
+        assignment_run_execute.delay(run_id)
+    return run_ids
 
 
 def _progress(run_id: int, progress: int, stage: str, **fields: Any) -> None:
@@ -704,9 +754,6 @@ def _progress(run_id: int, progress: int, stage: str, **fields: Any) -> None:
         name="assignment.progress",
         data={"run": run_id, "progress": progress, "stage": stage, "state": fields.get("state")},
     )
-
-
-STALE_RUN_SECONDS = 15 * 60
 
 
 def _claim(run_id: int) -> bool:
@@ -1183,6 +1230,7 @@ __all__ = [
     "do_assignment_apply",
     "do_assignment_run_create",
     "do_assignment_run_execute",
+    "do_assignment_runs_sweep",
     "do_mentorship_accept",
     "do_mentorship_decline",
     "do_mentorship_end",

@@ -15,6 +15,12 @@ def assignment_run_execute(run_id: int) -> int | None:
     return run.assigned if run is not None else None
 
 
+@shared_task(name="network.tasks.assignment_runs_sweep")
+def assignment_runs_sweep() -> list[int]:
+    """Runs whose task was lost (broker away, worker died) get it again (beat: every minute)."""
+    return services.do_assignment_runs_sweep()
+
+
 @shared_task(name="network.tasks.assignment_run_apply")
 def assignment_run_apply(run_id: int, applied_by_id: int) -> str:
     """Turn a run's accepted proposals into mentorship requests; resumable."""

@@ -20,6 +20,10 @@ app.conf.beat_schedule = {
         "task": "network.tasks.mentorship_requests_expire",
         "schedule": 24 * 60 * 60,
     },
+    "network-assignment-runs-sweep": {
+        "task": "network.tasks.assignment_runs_sweep",
+        "schedule": 60.0,
+    },
     "visits-relay-watchdog": {
         "task": "consult.tasks.visits_relay_watchdog",
         "schedule": 3.0,

@@ -289,3 +289,57 @@ def test_a_run_puts_facilities_that_exchange_referrals_on_the_referral_line(admi
 
     proposal = AssignmentProposal.objects.get(run=run, mentee=mentee)
     assert proposal.mentor_id == partner.pk and proposal.on_referral_line
+
+
+def test_runs_whose_task_was_lost_are_run_by_the_sweeper(seeded, admin, celery_eager):
+    # given a run created while the broker was away (its task never sent), one whose
+    # worker died mid-run, one just created and one running now
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    lost, dead, fresh, running = (_start(admin) for _ in range(4))
+    long_ago = timezone.now() - timedelta(hours=1)
+    AssignmentRun.objects.filter(pk=lost.pk).update(created_at=long_ago)
+    AssignmentRun.objects.filter(pk=dead.pk).update(
+        created_at=long_ago, state=AssignmentRun.State.RUNNING, started_at=long_ago
+    )
+    AssignmentRun.objects.filter(pk=running.pk).update(
+        created_at=long_ago, state=AssignmentRun.State.RUNNING, started_at=timezone.now()
+    )
+    # when the sweeper runs (beat, every minute)
+    swept = tasks.assignment_runs_sweep()
+    # then the lost and the dead runs were run, once each; the others are left alone
+    assert sorted(swept) == sorted([lost.pk, dead.pk])
+    states = dict(AssignmentRun.objects.values_list("pk", "state"))
+    assert states[lost.pk] == states[dead.pk] == AssignmentRun.State.PROPOSED
+    assert states[fresh.pk] == AssignmentRun.State.QUEUED
+    assert states[running.pk] == AssignmentRun.State.RUNNING
+    assert tasks.assignment_runs_sweep() == []
+
+
+def test_a_run_started_while_the_broker_is_down_is_created_and_swept_up_later(
+    seeded, admin, monkeypatch, celery_eager, django_capture_on_commit_callbacks
+):
+    # given a broker that refuses the task
+    from kombu.exceptions import OperationalError
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.assignment_run_execute, "delay", refuse)
+    # when a coordinator starts a run
+    with django_capture_on_commit_callbacks(execute=True):
+        run = _start(admin)
+    # then it is stored, queued, and the sweeper's to run once the broker is back
+    run.refresh_from_db()
+    assert run.state == AssignmentRun.State.QUEUED
+    monkeypatch.undo()
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    later = timezone.now() + timedelta(seconds=services.QUEUED_RUN_GRACE_SECONDS + 1)
+    assert services.do_assignment_runs_sweep(now=later) == [run.pk]
+    run.refresh_from_db()
+    assert run.state == AssignmentRun.State.PROPOSED
