@@ -236,3 +236,55 @@ async def test_h264_is_forwarded_without_decoding_too(relay) -> None:
     assert video_source.codec_name == "h264"
     assert video_source.tap.decoded == 0 and video_source.transcoders == 0
     assert all(sink.sent >= 20 for sink in video_source.sinks)
+
+
+async def test_a_subscriber_losing_packets_gets_them_again_from_the_relay(
+    relay, monkeypatch
+) -> None:
+    # given the relay's senders, counted when they resend a packet a subscriber NACKed
+    from aiortc import RTCRtpSender
+    from aiortc.rtp import RTP_HISTORY_SIZE
+
+    resent = []
+    retransmit = RTCRtpSender._retransmit
+
+    async def counted(self, sequence_number: int) -> None:
+        kept = self._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
+        if kept is not None and kept.sequence_number == sequence_number:
+            resent.append(sequence_number)
+        await retransmit(self, sequence_number)
+
+    monkeypatch.setattr(RTCRtpSender, "_retransmit", counted)
+    await _publisher(relay)
+    pc, _, bob = await _subscriber(relay, "bob")
+    # and bob's network losing the first copy of every tenth video packet
+    video = next(t for t in pc.getTransceivers() if t.kind == "video")
+    transport = video.receiver.transport
+    handle = transport._handle_rtp_data
+    seen: set[tuple[int, int]] = set()
+    dropped = []
+
+    def vp8() -> set[int]:  # the negotiated payload type, once the receiver has it
+        codecs = video.receiver._RTCRtpReceiver__codecs.values()
+        return {c.payloadType for c in codecs if c.name == "VP8"}
+
+    async def lossy(data: bytes, arrival_time_ms: int) -> None:
+        seq = int.from_bytes(data[2:4], "big")
+        key = (data[1] & 0x7F, seq)
+        if seq % 10 == 3 and key not in seen and video.receiver.track is not None:
+            seen.add(key)
+            if data[1] & 0x7F in vp8():
+                dropped.append(seq)
+                return
+        await handle(data, arrival_time_ms=arrival_time_ms)
+
+    transport._handle_rtp_data = lossy
+    # when video flows for a while
+    start = len(bob.markers)
+    assert await bob.wait_video(start + 60, timeout=10)
+    # then the lost packets were sent again by the relay, and the picture kept up
+    counters = [marker for marker, _ in bob.markers[start:]]
+    assert len(dropped) >= 5 and len(resent) >= len(dropped) // 2, (dropped, resent)
+    print(f"dropped {len(dropped)}, resent from the relay's history {len(resent)}")
+    assert counters == sorted(counters) and bob.unreadable == 0
+    assert counters[-1] - counters[0] + 1 - len(counters) <= 6, "frames lost for good"
