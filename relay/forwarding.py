@@ -169,13 +169,18 @@ def is_keyframe(codec_name: str, data: bytes) -> bool:
     if name == "vp8":
         return len(data) >= 6 and not (data[0] & 0x01) and data[3:6] == b"\x9d\x01\x2a"
     if name == "h264":
-        pos = data.find(b"\x00\x00\x01")
-        while pos != -1 and pos + 3 < len(data):
-            if data[pos + 3] & 0x1F == 5:
-                return True
-            pos = data.find(b"\x00\x00\x01", pos + 3)
-        return False
+        return _h264_has_nal(data, (5,))
     return True
+
+
+def _h264_has_nal(data: bytes, types: tuple[int, ...]) -> bool:
+    """Whether Annex B ``data`` holds a NAL unit of one of ``types``."""
+    pos = data.find(b"\x00\x00\x01")
+    while pos != -1 and pos + 3 < len(data):
+        if data[pos + 3] & 0x1F in types:
+            return True
+        pos = data.find(b"\x00\x00\x01", pos + 3)
+    return False
 
 
 def starts_keyframe(codec_name: str, payload: bytes, data: bytes) -> bool:
@@ -192,12 +197,7 @@ def starts_keyframe(codec_name: str, payload: bytes, data: bytes) -> bool:
     if name == "vp8":
         return bool(payload) and payload[0] & 0x17 == 0x10 and is_keyframe("vp8", data)
     if name == "h264":
-        pos = data.find(b"\x00\x00\x01")
-        while pos != -1 and pos + 3 < len(data):
-            if data[pos + 3] & 0x1F in (5, 7):
-                return True
-            pos = data.find(b"\x00\x00\x01", pos + 3)
-        return False
+        return _h264_has_nal(data, (5, 7))
     return True
 
 
@@ -384,10 +384,6 @@ class PacketTap:
         self.on_packet = on_packet
         self.frames_wanted = frames_wanted
 
-    @property
-    def capacity(self) -> int:
-        return (self._buffer or self._make_buffer()).capacity
-
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.on_packet(packet)
         if self.frames_wanted():
@@ -551,9 +547,9 @@ class EncodedTrack(MediaStreamTrack):
         if self.kind == "video" and self.source is not None:
             self.source.request_keyframe()
 
-    async def forward(self, packet: RtpPacket, starts: bool, ends: bool) -> None:
+    async def forward(self, packet: RtpPacket, starts: bool, ends: bool, now: int) -> None:
         """Send one of the publisher's packets on (``starts``: a keyframe or audio
-        packet starts with it; ``ends``: it ends a frame)."""
+        packet starts with it; ``ends``: it ends a frame; ``now``: the NTP clock)."""
         if not self._armed or self.readyState != "live":
             return
         if self.paused:
@@ -583,7 +579,6 @@ class EncodedTrack(MediaStreamTrack):
             ssrc=sender._ssrc,
             payload=packet.payload,
         )
-        now = clock.current_ntp_time()
         out.extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
         out.extensions.mid = self._mid
         out.extensions.audio_level = packet.extensions.audio_level
@@ -821,8 +816,10 @@ class PublishedTrack:
 
         async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
             await handle_rtp(packet, arrival_time_ms=arrival_time_ms)
-            while self._outbox:
-                await self._forward_packet(self._outbox.pop(0))
+            if self._outbox:  # aiortc hands the buffer at most one packet per call
+                kept = self._outbox.pop()
+                self._outbox.clear()
+                await self._forward_packet(kept)
 
         receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
 
@@ -851,12 +848,17 @@ class PublishedTrack:
             tap = self.tap
             tap.bytes += len(packet.payload)
             tap.frames += ends
-            tap.keyframes += starts
+            # one count per keyframe: H.264 starts at its SPS, then has IDR slices
+            tap.keyframes += starts and (not video or self.codec_name != "h264" or ends)
         sinks = self.sinks
         if not sinks:
             return
+        now = clock.current_ntp_time()
         for sink in tuple(sinks):
-            await sink.forward(packet, starts, ends)
+            try:
+                await sink.forward(packet, starts, ends, now)
+            except Exception:  # one subscriber must never break the publisher's stream
+                logger.exception("relay forwarding to a subscriber failed")
         if ends:
             self.frames_forwarded += len(sinks)
 

@@ -291,7 +291,7 @@ def _in(seq: int, ts: int, payload: bytes, marker: int = 1) -> RtpPacket:
 
 
 async def test_a_subscribers_copy_is_the_publishers_packets_renumbered() -> None:
-    from aiortc import RTCRtpSender
+    from aiortc import RTCRtpSender, clock
 
     key, delta, _ = (frame[0] for frame in _rtp_payloads(VP8, "libvpx"))
     transport = _FakeDtls()
@@ -304,7 +304,7 @@ async def test_a_subscribers_copy_is_the_publishers_packets_renumbered() -> None
 
     async def forward(packet: RtpPacket) -> None:
         starts = forwarding.starts_keyframe("vp8", packet.payload, packet._data)
-        await sink.forward(packet, starts, bool(packet.marker))
+        await sink.forward(packet, starts, bool(packet.marker), clock.current_ntp_time())
 
     # given a subscriber that joined mid-stream: a delta frame is dropped, then a keyframe
     await forward(_in(99, 0, delta))
