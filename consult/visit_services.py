@@ -530,6 +530,8 @@ def visit_recording_ask(*, visit_id: int, by: User) -> list[int]:
         raise Conflict(
             _("A visit can be recorded only while it is in progress."), code="not_in_progress"
         )
+    # The patient's standing answer first: nobody is asked for a recording they refused.
+    consent_check(patient=visit.patient, purpose=Purpose.RECORDING)
     asked = list(
         _members_in_visit(visit)
         .exclude(recording_consent=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from privacy.models import ConsentRecord, DataRequest, DataRequestEvent, ProcessingRestriction
@@ -281,12 +281,17 @@ def _visits(patient: PatientProfile) -> list[dict[str, Any]]:
 
 
 def _conversations(patient: PatientProfile) -> list[dict[str, Any]]:
-    """The conversations the patient is in now, with every message they can read there."""
+    """The conversations the patient is in now, with every message they can read there.
+
+    Only threads about this patient, or about no patient: someone who is also a
+    doctor is in threads about their own patients, which are not theirs to export."""
     from consult.models import Attachment, Message, Thread
 
     threads = list(
         Thread.objects.filter(
-            participants__user=patient.user, participants__left_at__isnull=True
+            Q(patient=patient) | Q(patient__isnull=True),
+            participants__user=patient.user,
+            participants__left_at__isnull=True,
         ).order_by("created_at", "id")
     )
     messages = (

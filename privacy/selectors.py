@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
@@ -199,8 +199,14 @@ def coordinator_covers(*, user: User, patient: PatientProfile) -> bool:
 
 
 def _requests() -> QuerySet[DataRequest]:
+    from privacy.models import DataRequestEvent
+
     return DataRequest.objects.select_related(
         "patient__user", "patient__home_commune__province", "handler", "created_by"
+    ).prefetch_related(  # each row's history, in one query for the whole list
+        Prefetch(
+            "events", queryset=DataRequestEvent.objects.select_related("actor").order_by("at", "id")
+        )
     )
 
 

@@ -565,6 +565,14 @@ def _start(data_request: DataRequest, by: User) -> DataRequest:
         from_status=DataRequest.Status.RECEIVED,
         to_status=DataRequest.Status.IN_PROGRESS,
     )
+    # Every step is a request event and an audit event (docs/privacy.md).
+    audit_record(
+        actor=by,
+        action=AuditEvent.Action.UPDATE,
+        target=f"privacy.data_request:{data_request.pk}:started",
+        patient=data_request.patient,
+        reason="took the request",
+    )
     return data_request
 
 

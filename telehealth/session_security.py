@@ -135,9 +135,17 @@ def socket_session_check(
     if reason is not None:
         services.session_end(session_key=session_key, user=user, reason=reason)
         return SocketSessionState(reason)
-    if not two_factor.second_factor_satisfied(user=user, session=data):
-        return SocketSessionState(ENDED)
+    # The second factor, at most once per resolution, as the pages' middleware does:
+    # a look at the TOTP device is a database query, and every socket checks often.
+    changed = False
+    if now - float(data.get(two_factor.CHECKED_KEY) or 0) >= _resolution_seconds():
+        if not two_factor.second_factor_satisfied(user=user, session=data):
+            return SocketSessionState(ENDED)
+        store[two_factor.CHECKED_KEY] = int(now)
+        changed = True
     if activity is not None and session_touch(store, now=now, seen=activity):
+        changed = True
+    if changed:
         try:
             store.save()
         except UpdateError:  # deleted between the load and the save

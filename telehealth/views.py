@@ -219,7 +219,7 @@ def patients_page(request: HttpRequest) -> HttpResponse:
     number = request.GET.get("patient", "").strip()
     error = ""
     if number:
-        if number.isdigit() and 0 < int(number) < 2**31:
+        if number.isascii() and number.isdigit() and 0 < int(number) < 2**31:
             return redirect("telehealth-patient-record", patient_id=int(number))
         error = _("A patient number is digits only.")
     patients = selectors.patient_list_for_user(

@@ -2,7 +2,7 @@
 // a small dialog form in place of prompt(), and refreshing the page's live part
 // from the server (one renderer: the template).
 
-import { Realtime, api } from "./realtime.js";
+import { Realtime, SESSION_EXPIRED_PATH, api, sessionExpired } from "./realtime.js";
 
 export { api };
 
@@ -50,8 +50,8 @@ export async function refreshNow() {
     credentials: "same-origin",
     headers: { "X-Telehealth-Background": "1" },
   });
-  if (response.redirected && new URL(response.url).pathname === "/session-expired/") {
-    location.assign(response.url);
+  if (response.redirected && new URL(response.url).pathname === SESSION_EXPIRED_PATH) {
+    sessionExpired();
     return;
   }
   if (!response.ok) return;

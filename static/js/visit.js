@@ -599,7 +599,8 @@ $("recording-ask")?.addEventListener("click", async (event) => {
   try {
     const { asked } = await api(`/api/v1/visits/${visitId}/recording/ask/`, { method: "POST" });
     const names = (state.visit?.participants || []).filter((p) => asked.includes(p.user)).map((p) => p.name);
-    notice(fillRecording(recordingText.labelAskSent, { names: names.join(", ") }));
+    // Nobody left to ask (someone agreed just before the click): say everyone has.
+    notice(asked.length ? fillRecording(recordingText.labelAskSent, { names: names.join(", ") }) : recordingText.labelReady);
   } catch (error) {
     notice(error.message || t.error, "error");
   } finally {

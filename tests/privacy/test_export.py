@@ -91,3 +91,26 @@ def test_only_patients_download(doctor, api_client):
 
     assert api_client.get("/api/v1/privacy/export/").status_code == 403
     assert not AuditEvent.objects.filter(action="export").exists()
+
+
+def test_a_doctor_who_is_also_a_patient_downloads_only_their_own_conversations(lan):
+    # given Lan's cardiologist, who is a patient of the service too
+    from consult.models import Thread
+    from tests.factories import PatientFactory
+
+    _lan, _referral, appointment, network = lan
+    doctor = network.cardiologist_near
+    as_patient = PatientFactory(user=doctor.user)
+    own = messaging.thread_open(
+        kind=Thread.Kind.CONSULTATION,
+        created_by=network.referrer.user,
+        participants=[(doctor.user, "patient")],
+        patient=as_patient,
+    )
+    # when the doctor downloads their own data
+    data = services.patient_data_export(user=doctor.user)
+    # then their own consultation is there, and Lan's visit chat (they are in it) is not
+    threads = {t["id"] for t in data["conversations"]}
+    assert own.pk in threads
+    assert Visit.objects.get(pk=appointment.visit_id).thread_id not in threads
+    assert "Chào bác sĩ" not in json.dumps(data, ensure_ascii=False)

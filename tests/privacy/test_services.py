@@ -177,6 +177,16 @@ def test_recording_cannot_start_after_the_patient_withdrew_it(live_visit, patien
     assert running(live_visit) is None
 
 
+def test_nobody_is_asked_to_agree_to_a_recording_the_patient_refused(live_visit, patient, doctor):
+    # given a patient who withdrew their consent to recordings
+    withdraw(patient, Purpose.RECORDING)
+    # when the host asks the visit's participants
+    with pytest.raises(ConsentRequired) as refused:
+        visit_services.visit_recording_ask(visit_id=live_visit.pk, by=doctor.user)
+    # then the host is told why at once, and nobody is asked
+    assert refused.value.code == "consent_withdrawn" and refused.value.status == 409
+
+
 def test_withdrawing_during_a_recording_stops_it_at_once(
     live_visit, patient, doctor, relay_calls, django_capture_on_commit_callbacks
 ):

@@ -419,13 +419,14 @@ def test_the_patients_page_opens_a_record_by_number(patient, doctor):
     page = client.get("/patients/")
     jump = client.get("/patients/", {"patient": str(patient.pk)})
     bad = client.get("/patients/", {"patient": "abc"})
+    superscript = client.get("/patients/", {"patient": "²"})  # a digit to str.isdigit
 
     assert page.status_code == 200
     assert f'href="/patients/{patient.pk}/"' in page.content.decode()
     assert 'data-nav="patients"' in page.content.decode()
     assert jump.status_code == 302
     assert jump["Location"] == f"/patients/{patient.pk}/"
-    assert bad.status_code == 400
+    assert bad.status_code == superscript.status_code == 400
     client.force_login(PatientFactory().user)
     assert client.get("/patients/").status_code == 404
 
