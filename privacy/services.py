@@ -881,4 +881,8 @@ def deletion_report(result: dict[str, Any]) -> dict[str, Any]:
             for row in result.get("kept", [])
         ],
         "retention_until": result.get("retention_until"),
+        # Deletion leaves these standing (docs/privacy.md): the coordinator sees them first.
+        "open_appointments": result.get("open_appointments", 0),
+        "open_referrals": result.get("open_referrals", 0),
+        "waiting_lists": result.get("waiting_lists", 0),
     }

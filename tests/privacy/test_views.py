@@ -162,3 +162,17 @@ def test_every_vietnamese_message_of_privacy_is_translated():
 
     assert catalogue.untranslated_entries() == []
     assert [e for e in catalogue.fuzzy_entries() if e.msgid] == []
+
+
+def test_before_a_deletion_the_coordinator_sees_what_it_leaves_standing(patient, coordinator):
+    # given a patient with an upcoming video appointment who asks to be deleted
+    from tests.factories import ClinicianFactory
+    from tests.telehealth.test_pages import _book_video
+
+    _book_video(patient, ClinicianFactory())
+    signed_in(patient.user).post("/privacy/requests/", {"kind": "deletion"})
+    made = DataRequest.objects.get(patient=patient)
+    # when the coordinator opens the request
+    page = signed_in(coordinator).get(f"/privacy/requests/{made.pk}/").content.decode()
+    # then they are told completing does not cancel it
+    assert "Hoàn tất không hủy: 1 lịch hẹn sắp tới, 0 yêu cầu chuyển tuyến đang mở" in page
