@@ -12,10 +12,15 @@ For every picture size and N, in the same run:
 - ``frames``: the same node with ``--forward-frames``: the publisher's frames are
   reassembled on the relay and re-packetized by each subscriber's sender (the
   forwarding path before RTP-level forwarding; for comparison);
-- ``mediarelay``: the same node with ``--transcode-all``: aiortc's stock path,
-  the receiver decodes once and aiortc's ``MediaRelay`` hands the frames to a
-  VP8 encoder per subscriber (latest-frame proxies, so a saturated relay drops
-  frames instead of queueing without bound);
+- ``stockpath``: ``forward`` with packets going through aiortc's own queue,
+  receive task and send coroutines (``--stock-media-path``) instead of the
+  relay's inline path (``relay/fastpath.py``); for comparison;
+- ``stockloop``: ``forward`` on Python's standard event loop
+  (``--event-loop asyncio``) instead of uvloop; for comparison;
+- ``mediarelay``: the same node with ``--transcode-all --stock-media-path``:
+  aiortc's stock path throughout, the receiver decodes once and aiortc's
+  ``MediaRelay`` hands the frames to a VP8 encoder per subscriber (latest-frame
+  proxies, so a saturated relay drops frames instead of queueing without bound);
 - ``direct`` (N = 1 only): publisher and subscriber connected without a relay,
   the latency reference.
 
@@ -203,8 +208,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: The relay's command-line switches for each path measured.
+MODE_ARGS = {
+    "forward": [],
+    "frames": ["--forward-frames"],
+    "stockpath": ["--stock-media-path"],
+    "stockloop": ["--event-loop", "asyncio"],
+    "mediarelay": ["--transcode-all", "--stock-media-path"],
+}
+
+
 class RelayProcess:
-    def __init__(self, transcode_all: bool, forward_frames: bool = False) -> None:
+    def __init__(self, mode: str = "forward") -> None:
         self.port = _free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="relay-bench-", suffix=".log", delete=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
@@ -214,10 +229,7 @@ class RelayProcess:
             "--port", str(self.port), "--node-id", "bench", "--ice-host", "127.0.0.1",
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
-        if transcode_all:
-            command.append("--transcode-all")
-        if forward_frames:
-            command.append("--forward-frames")
+        command += MODE_ARGS[mode]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -269,9 +281,7 @@ async def run_point(size: str, mode: str, n: int, seconds: float, warmup: float)
             await subscriber.setLocalDescription(await subscriber.createAnswer())
             await publisher.setRemoteDescription(subscriber.localDescription)
         else:
-            relay = RelayProcess(
-                transcode_all=mode == "mediarelay", forward_frames=mode == "frames"
-            )
+            relay = RelayProcess(mode)
             http = httpx.AsyncClient(base_url=relay.url, timeout=30)
             await relay.ready(http)
             token = issue_token(DEV_SECRET, room=ROOM, sub="publisher", caps=["publish"])
@@ -395,13 +405,18 @@ def table(points: list[Point]) -> str:
     return "\n".join(lines)
 
 
+#: other forwarding paths, shown beside the goal's ratio
+COMPARED = ("frames", "stockpath", "stockloop")
+
+
 def ratios(points: list[Point]) -> tuple[str, list[float]]:
     """Forwarded streams per core, forward / mediarelay (the goal), and where measured
-    the frame-forwarding path for comparison (forward / frames)."""
+    forward against the other forwarding paths (frame forwarding, stock receive)."""
     by_key = {(p.size, p.mode, p.subscribers): p for p in points if not p.error}
+    shown = [m for m in COMPARED if any(k[1] == m for k in by_key)]
     lines = [
-        f"{'size':<5} {'N':>3} {'forward':>9} {'mediarelay':>10} {'ratio':>7} "
-        f"{'frames':>8} {'forward/frames':>15}"
+        f"{'size':<5} {'N':>3} {'forward':>9} {'mediarelay':>10} {'ratio':>7}"
+        + "".join(f" {m:>10} {'forward/' + m:>18}" for m in shown)
     ]
     found = []
     for (size, mode, n), p in sorted(by_key.items()):
@@ -412,17 +427,16 @@ def ratios(points: list[Point]) -> tuple[str, list[float]]:
             continue
         ratio = p.streams_per_core / other.streams_per_core
         found.append(ratio)
-        frames = by_key.get((size, "frames", n))
-        versus = ""
-        if frames is not None and frames.streams_per_core:
-            versus = (
-                f"{frames.streams_per_core:>8.1f} "
-                f"{p.streams_per_core / frames.streams_per_core:>14.2f}x"
-            )
-        lines.append(
-            f"{size:<5} {n:>3} {p.streams_per_core:>9.1f} {other.streams_per_core:>10.1f} "
-            f"{ratio:>6.1f}x {versus}"
-        )
+        line = f"{size:<5} {n:>3} {p.streams_per_core:>9.1f} {other.streams_per_core:>10.1f} "
+        line += f"{ratio:>6.1f}x"
+        for m in shown:
+            q = by_key.get((size, m, n))
+            if q is not None and q.streams_per_core:
+                versus = p.streams_per_core / q.streams_per_core
+                line += f" {q.streams_per_core:>10.1f} {versus:>17.2f}x"
+            else:
+                line += f" {'-':>10} {'-':>18}"
+        lines.append(line)
     return "\n".join(lines), found
 
 

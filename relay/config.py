@@ -52,6 +52,10 @@ class RelayConfig:
     #: Forward the publisher's RTP packets (rewritten per subscriber); off: forward
     #: its frames, re-packetized by each subscriber's sender (benchmark comparison).
     forward_rtp: bool = True
+    #: Media packets from the socket straight to aiortc's handlers, and forwarded
+    #: packets straight to the socket (``relay/fastpath.py``); off: aiortc's own
+    #: queue, receive task and send coroutines (benchmark comparison).
+    inline_media: bool = True
     #: Benchmark baseline: aiortc's stock path (decode once, MediaRelay, encode
     #: per subscriber) for every subscriber, even when codecs match.
     transcode_all: bool = False

@@ -95,7 +95,7 @@ from typing import Any
 
 import aiortc
 import av
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, clock
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from aiortc.contrib.media import MediaRelay
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
@@ -103,6 +103,8 @@ from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtp import RTP_HISTORY_SIZE, RtcpSrPacket, RtpPacket
 from aiortc.utils import random16, random32
+
+from . import fastpath
 
 logger = logging.getLogger(__name__)
 
@@ -441,6 +443,8 @@ class EncodedTrack(MediaStreamTrack):
         self.residence_max = 0.0
         #: set by bind_sender: this copy goes out as RTP packets, not frames
         self.sender: RTCRtpSender | None = None
+        self._inline = True
+        self._send_now: Callable[[bytes], None] | None = None
 
     def push(self, frame: EncodedFrame) -> None:
         if not self._armed or self.readyState != "live":
@@ -496,8 +500,10 @@ class EncodedTrack(MediaStreamTrack):
         return len(self._frames)
 
     # -- RTP-level forwarding (the node's default): packets, not frames
-    def bind_sender(self, sender: RTCRtpSender) -> None:
-        """Send this copy as the publisher's RTP packets through ``sender``.
+    def bind_sender(self, sender: RTCRtpSender, inline: bool = True) -> None:
+        """Send this copy as the publisher's RTP packets through ``sender``
+        (``inline``: straight to its socket, :func:`relay.fastpath.rtp_sender`,
+        where its transport is aiortc's; else through ``_send_rtp``).
 
         The sender's own loop reads frames from its track and packetizes them. Its
         ``_next_encoded_frame`` is replaced, on this instance, by one that learns the
@@ -522,6 +528,7 @@ class EncodedTrack(MediaStreamTrack):
             if not hasattr(sender, name):
                 raise HookError(f"aiortc's RTCRtpSender has no {name}")
         self.sender = sender
+        self._inline = inline
 
         async def next_encoded_frame(codec: RTCRtpCodecParameters) -> None:
             self._start_rtp(codec)
@@ -538,6 +545,7 @@ class EncodedTrack(MediaStreamTrack):
         self._mid = getattr(sender, _SENDER_MID)
         self._extensions = getattr(sender, _SENDER_EXTENSIONS)
         self._history = getattr(sender, _SENDER_HISTORY)
+        self._send_now = fastpath.rtp_sender(sender.transport) if self._inline else None
         self._out_next = random16()
         self._seq_offset = 0
         self._ts_offset = random32()
@@ -584,7 +592,10 @@ class EncodedTrack(MediaStreamTrack):
         out.extensions.audio_level = packet.extensions.audio_level
         self._history[out.sequence_number % RTP_HISTORY_SIZE] = out
         try:
-            await sender.transport._send_rtp(out.serialize(self._extensions))
+            if self._send_now is not None:
+                self._send_now(out.serialize(self._extensions))
+            else:
+                await sender.transport._send_rtp(out.serialize(self._extensions))
         except ConnectionError:  # not connected (yet, or any more)
             return
         if (out.sequence_number - self._out_next) & 0xFFFF < 0x8000:
@@ -853,7 +864,7 @@ class PublishedTrack:
         sinks = self.sinks
         if not sinks:
             return
-        now = clock.current_ntp_time()
+        now = fastpath.ntp_time()
         for sink in tuple(sinks):
             try:
                 await sink.forward(packet, starts, ends, now)

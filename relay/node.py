@@ -35,6 +35,7 @@ from typing import Any
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription, sdp
 
+from . import fastpath
 from .config import RelayConfig, quiet_media_loggers, restrict_ice_hosts, rtc_configuration
 from .forwarding import (
     EncodedTrack,
@@ -75,6 +76,8 @@ class Session:
     created: float = field(default_factory=time.monotonic)
     connected: bool = False
     closed: bool = False
+    #: its transports' inline SRTP receive paths (``relay/fastpath.py``)
+    receive_paths: list[fastpath.SrtpReceiver] = field(default_factory=list)
 
     @property
     def location(self) -> str:
@@ -174,6 +177,7 @@ class RelayNode:
         self.recorder = Recorder(secret=config.token_secret, node_id=config.node_id)
         #: seconds the node waits at shutdown for recording uploads in flight
         self.upload_drain_timeout = 20.0
+        self._inline_media_warned = False
 
     # ------------------------------------------------------------------ load
 
@@ -196,6 +200,7 @@ class RelayNode:
         """Aggregate counters (no room or participant ids)."""
         published = [src for s in self.sessions.values() for src in s.sources]
         sinks = [t for s in self.sessions.values() for t in s.tracks if isinstance(t, EncodedTrack)]
+        paths = [p for s in self.sessions.values() for p in s.receive_paths]
         return {
             **self.health(),
             **self.counters,
@@ -215,6 +220,9 @@ class RelayNode:
             "pli_sent": sum(src.pli_sent for src in published),
             "paused_tracks": sum(1 for t in sinks if t.paused),
             "frames_withheld": sum(t.withheld for t in sinks),
+            # packets of the open sessions received inline, and handler errors there
+            "fast_receive_packets": sum(p.packets for p in paths),
+            "fast_receive_errors": sum(p.errors for p in paths),
             **self.recorder.stats(),
         }
 
@@ -265,6 +273,19 @@ class RelayNode:
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         return pc.localDescription.sdp
+
+    def _shorten_receive(self, pc: RTCPeerConnection) -> list[fastpath.SrtpReceiver]:
+        """Media packets go from the socket to aiortc's handlers inline
+        (``relay/fastpath.py``); if aiortc's internals moved, its own path stays."""
+        if not self.config.inline_media:
+            return []
+        try:
+            return fastpath.install(pc)
+        except fastpath.FastPathError as exc:
+            if not self._inline_media_warned:
+                self._inline_media_warned = True
+                logger.warning("relay inline media path off: %s", exc)
+            return []
 
     def _drain_unconsumed(self, pc: RTCPeerConnection, keep: Iterable[Any] = ()) -> None:
         """Remote tracks we will not forward are still read (and dropped), never decoded."""
@@ -353,6 +374,7 @@ class RelayNode:
                 pending.append((transceiver, source))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+            session.receive_paths = self._shorten_receive(pc)
             # The publisher sends with the first codec of our answer.
             local = sdp.SessionDescription.parse(pc.localDescription.sdp)
             by_mid = {m.rtp.muxId: m for m in local.media}
@@ -431,7 +453,7 @@ class RelayNode:
                     transceiver.setCodecPreferences(source.codec_preferences())
                     hook_sender_keyframes(transceiver.sender, source, sink)
                     if source.rtp_forwarding:
-                        sink.bind_sender(transceiver.sender)
+                        sink.bind_sender(transceiver.sender, inline=self.config.inline_media)
                     modes.append(f"{media.kind}/{source.codec_name}:forward")
                 else:
                     track = source.transcoded_track()
@@ -443,6 +465,7 @@ class RelayNode:
                     400, "bad_sdp", "the offer receives none of the publisher's tracks"
                 )
             answer = await self._negotiate(pc, offer)
+            session.receive_paths = self._shorten_receive(pc)
         except BaseException:
             for track in session.tracks:
                 track.stop()

@@ -139,3 +139,34 @@ async def test_a_node_process_registers_serves_and_leaves_cleanly(redis_db2) -> 
         output = process.stdout.read().decode() if process.stdout else ""
         process.wait(timeout=10)
     assert "v=0" not in output and "a=candidate" not in output, "SDP must never be logged"
+
+
+async def test_the_server_wakes_once_a_second_yet_stops_at_once_on_a_signal() -> None:
+    import uvicorn
+
+    from relay.__main__ import RelayServer
+
+    class Node:
+        shutting_down = False
+
+        def begin_shutdown(self) -> None:
+            self.shutting_down = True
+
+    node = Node()
+    server = RelayServer(uvicorn.Config(app=None), node)
+    server.TICK_SECONDS = 60.0  # only a signal can end the loop within the test
+    server.loop = asyncio.get_running_loop()
+    ticks = []
+    on_tick = server.on_tick
+
+    async def counted(counter: int) -> bool:
+        ticks.append(counter)
+        return await on_tick(counter)
+
+    server.on_tick = counted
+    loop_task = asyncio.ensure_future(server.main_loop())
+    assert await eventually(lambda: ticks == [0])
+    server.handle_exit(signal.SIGTERM, None)
+    await asyncio.wait_for(loop_task, timeout=10)
+    assert node.shutting_down and server.should_exit
+    assert ticks == [0, 600], "uvicorn's tick counter advanced by a whole interval"

@@ -1,0 +1,309 @@
+"""The relay's inline media path (relay/fastpath.py), against aiortc's own."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from aiortc import RTCPeerConnection, clock
+from aiortc.rate import RateCounter, RemoteBitrateEstimator
+
+from relay import fastpath, testing
+
+from .util import eventually
+
+# --------------------------------------------------------------------------- run_inline
+
+
+async def test_a_handler_that_never_waits_runs_to_the_end_on_the_spot() -> None:
+    done = []
+
+    async def inner() -> None:
+        done.append("inner")
+
+    async def handler() -> None:
+        await inner()
+        done.append("handler")
+
+    fastpath.run_inline(handler())
+    assert done == ["inner", "handler"], "nothing was left for the event loop"
+
+
+async def test_a_handler_that_waits_is_finished_when_what_it_waits_for_is_done() -> None:
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    steps = []
+
+    async def handler() -> None:
+        steps.append("started")
+        steps.append(await future)
+        await asyncio.sleep(0)  # a bare yield too
+        steps.append("finished")
+
+    fastpath.run_inline(handler())
+    assert steps == ["started"]
+    future.set_result("woken")
+    assert await eventually(lambda: steps[-1:] == ["finished"], timeout=1)
+    assert steps == ["started", "woken", "finished"]
+
+
+async def test_a_handlers_error_reaches_the_caller() -> None:
+    async def handler() -> None:
+        raise KeyError("broken")
+
+    with pytest.raises(KeyError):
+        fastpath.run_inline(handler())
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+def test_the_clocks_are_aiortcs_without_datetimes() -> None:
+    assert abs(fastpath.ntp_ms() - clock.current_ms()) <= 2
+    ours, theirs = fastpath.ntp_time(), clock.current_ntp_time()
+    assert abs(ours - theirs) < (1 << 32) // 100, "more than 10 ms apart"
+    assert ours >> 32 > 3_900_000_000  # seconds since 1900: after 2023
+
+
+# --------------------------------------------------------------------------- REMB
+
+
+def _arrivals(seed: int, count: int = 3000) -> list[tuple[int, int, int]]:
+    """(arrival ms, abs-send-time, size) of a 30 fps video: bursts of packets per
+    frame, jitter, a congested stretch where queueing delay builds up, and a
+    pause longer than the rate window."""
+    rng = random.Random(seed)
+    packets = []
+    send_ms = 0.0
+    queue_ms = 0.0
+    arrival_floor = 0
+    for frame in range(count // 4):
+        if frame == 300:
+            send_ms += 1500  # the publisher stops for 1.5 s
+        for _ in range(rng.randint(2, 6)):
+            send_ms += rng.uniform(0.1, 1.5)
+            if 120 <= frame < 200:
+                queue_ms += rng.uniform(0, 3)  # congested: delay grows
+            else:
+                queue_ms = max(0.0, queue_ms - rng.uniform(0, 4))
+            arrival = int(send_ms + 20 + queue_ms + rng.uniform(0, 2))
+            arrival_floor = max(arrival_floor, arrival)  # arrival times never go back
+            abs_send = int(send_ms / 1000 * (1 << 18)) & 0xFFFFFF
+            packets.append((arrival_floor, abs_send, rng.randint(200, 1200)))
+        send_ms += 1000 / 30
+    return packets
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_reworked_estimator_gives_aiortcs_estimates_exactly(seed: int) -> None:
+    stock, reworked = RemoteBitrateEstimator(), RemoteBitrateEstimator()
+    assert fastpath.speed_up_estimator(reworked)
+    assert isinstance(reworked.incoming_bitrate, fastpath.WindowRateCounter)
+    estimates = 0
+    for arrival, abs_send, size in _arrivals(seed):
+        expected = stock.add(arrival, abs_send, size, ssrc=1234)
+        got = reworked.add(arrival, abs_send, size, ssrc=1234)
+        assert got == expected, (arrival, got, expected)
+        estimates += expected is not None
+    assert estimates > 10, "the sequence never produced an estimate"
+    assert stock.estimator.ts_delta_hist == reworked.estimator.ts_delta_hist
+
+
+def test_the_rate_window_forgets_as_aiortcs_does() -> None:
+    stock, ours = RateCounter(1000, 8000), fastpath.WindowRateCounter(1000, 8000)
+    rng = random.Random(7)
+    now = 10_000
+    for _ in range(5000):
+        now += rng.choice([0, 1, 3, 8, 20, 250, 1200])
+        if rng.random() < 0.02:
+            stock.reset()
+            ours.reset()
+        assert ours.rate(now) == stock.rate(now)
+        size = rng.randint(1, 1500)
+        stock.add(size, now)
+        ours.add(size, now)
+        assert ours.rate(now) == stock.rate(now)
+
+
+def test_an_estimator_already_in_use_is_left_alone() -> None:
+    used = RemoteBitrateEstimator()
+    used.add(1000, 0, 500, ssrc=1)
+    assert not fastpath.speed_up_estimator(used)
+    assert type(used.incoming_bitrate) is RateCounter
+
+
+# --------------------------------------------------------------------------- real connections
+
+
+class Pair:
+    """An aiortc publisher (video and a data channel) and a receiving peer
+    connection with the inline path, connected on loopback."""
+
+    def __init__(self) -> None:
+        self.sender, self.receiver = testing.client_pc(), testing.client_pc()
+        self.video = testing.MarkerVideoTrack()
+        self.sender.addTransceiver(self.video, direction="sendonly")
+        self.channel = self.sender.createDataChannel("chat")
+        self.messages: list[str] = []
+        self.frames = 0
+        self.tasks: list[asyncio.Future] = []
+        self.paths: list[fastpath.SrtpReceiver] = []
+
+        @self.receiver.on("datachannel")
+        def on_channel(remote) -> None:
+            remote.on("message", self.messages.append)
+
+        @self.receiver.on("track")
+        def on_track(track) -> None:
+            self.tasks.append(asyncio.ensure_future(self._read(track)))
+
+    async def _read(self, track) -> None:
+        while True:
+            await track.recv()
+            self.frames += 1
+
+    async def __aenter__(self) -> Pair:
+        await self.sender.setLocalDescription(await self.sender.createOffer())
+        await self.receiver.setRemoteDescription(self.sender.localDescription)
+        await self.receiver.setLocalDescription(await self.receiver.createAnswer())
+        self.paths = fastpath.install(self.receiver)
+        await self.sender.setRemoteDescription(self.receiver.localDescription)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.video.stop()
+        await asyncio.gather(self.sender.close(), self.receiver.close())
+
+    @property
+    def dtls(self):
+        return self.receiver.getTransceivers()[0].receiver.transport
+
+
+async def test_media_arrives_inline_and_everything_else_the_usual_way(monkeypatch) -> None:
+    import aioice.ice
+
+    # given aioice's socket handler (it tries to parse every datagram as STUN), watched
+    seen: list[tuple[object, int]] = []
+    stock = aioice.ice.StunProtocol.datagram_received
+
+    def watched(self, data: bytes, addr) -> None:
+        seen.append((self, data[0]))
+        stock(self, data, addr)
+
+    monkeypatch.setattr(aioice.ice.StunProtocol, "datagram_received", watched)
+    async with Pair() as pair:
+        assert len(pair.paths) == 1, "one transport (BUNDLE)"
+        # media is decoded by the receiver as usual, having come the short way
+        assert await eventually(lambda: pair.frames > 30, timeout=10)
+        path = pair.paths[0]
+        assert path.packets > 30 and path.errors == 0
+        stats = [s for s in pair.dtls._get_stats().values() if s.type == "transport"]
+        assert stats[0].packetsReceived >= path.packets, "the transport still counts them"
+        # the data channel (DTLS, SCTP) still goes through aiortc's queue
+        pair.channel.send("hello")
+        assert await eventually(lambda: pair.messages == ["hello"], timeout=5)
+        # and on the receiving side only STUN (first byte 0-3) reached aioice's handler
+        sockets = set(pair.dtls.transport._connection._protocols)
+        firsts = [first for protocol, first in seen if protocol in sockets]
+        assert firsts and all(first <= 3 for first in firsts), firsts
+        assert pair.receiver.connectionState == "connected"
+        # installing again changes nothing more
+        assert fastpath.install(pair.receiver) == []
+
+
+async def test_the_inline_sender_needs_aiortcs_transport_and_a_connection() -> None:
+    class StandIn:
+        async def _send_rtp(self, data: bytes) -> None: ...
+
+    assert fastpath.rtp_sender(StandIn()) is None
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("video", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        send = fastpath.rtp_sender(pc.getTransceivers()[0].sender.transport)
+        assert send is not None
+        with pytest.raises(ConnectionError):
+            send(b"\x80" + bytes(11))
+    finally:
+        await pc.close()
+
+
+async def test_a_handler_error_drops_the_packet_not_the_connection(caplog) -> None:
+    async with Pair() as pair:
+        assert await eventually(lambda: pair.frames > 5, timeout=10)
+        handle = pair.dtls._handle_rtp_data
+        broken = {"left": 3}
+
+        async def failing(data: bytes, arrival_time_ms: int) -> None:
+            if broken["left"]:
+                broken["left"] -= 1
+                raise RuntimeError("a bug in a handler")
+            await handle(data, arrival_time_ms=arrival_time_ms)
+
+        pair.dtls._handle_rtp_data = failing
+        before = pair.frames
+        assert await eventually(lambda: pair.frames > before + 20, timeout=10)
+        assert pair.paths[0].errors == 3
+        assert caplog.text.count("relay receive handler failed") == 1, "logged once"
+        assert pair.receiver.connectionState == "connected"
+
+
+# --------------------------------------------------------------------------- the node
+
+
+async def test_the_node_receives_and_forwards_inline(relay) -> None:
+    pc, _ = await testing.publish(
+        relay.http, "room", relay.token("room", "alice", ["publish"]),
+        video=testing.MarkerVideoTrack(),
+    )  # fmt: skip
+    relay.track(pc)
+    pc, _, bob = await testing.subscribe(
+        relay.http, "room", "alice", relay.token("room", "bob", ["subscribe"])
+    )
+    relay.track(pc)
+    assert await bob.wait_video(20, timeout=6)
+    stats = relay.node.stats()
+    assert stats["fast_receive_packets"] > 40 and stats["fast_receive_errors"] == 0
+    # the subscriber's copy left through the inline sender
+    sinks = [t for s in relay.node.sessions.values() for t in s.tracks if hasattr(t, "_send_now")]
+    assert sinks and all(t._send_now is not None for t in sinks if t.kind == "video")
+    # and the publisher's video receiver has the reworked estimator
+    publisher = next(s for s in relay.node.sessions.values() if s.kind == "publish")
+    video = next(t for t in publisher.pc.getTransceivers() if t.kind == "video")
+    estimator = video.receiver._RTCRtpReceiver__remote_bitrate_estimator
+    assert isinstance(estimator.incoming_bitrate, fastpath.WindowRateCounter)
+
+
+async def test_the_stock_path_still_forwards() -> None:
+    import httpx
+
+    from relay.app import create_app
+    from relay.config import RelayConfig
+
+    from .conftest import RelayUnderTest
+
+    app = create_app(RelayConfig(dev=True, node_id="relay-stock", inline_media=False))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://relay.test"
+    ) as http:
+        relay = RelayUnderTest(app, http)
+        try:
+            pc, _ = await testing.publish(
+                http, "room", relay.token("room", "alice", ["publish"]),
+                video=testing.MarkerVideoTrack(),
+            )  # fmt: skip
+            relay.track(pc)
+            pc, _, bob = await testing.subscribe(
+                http, "room", "alice", relay.token("room", "bob", ["subscribe"])
+            )
+            relay.track(pc)
+            assert await bob.wait_video(20, timeout=6)
+            assert relay.node.stats()["fast_receive_packets"] == 0
+            sinks = [t for s in app.state.node.sessions.values() for t in s.tracks]
+            assert all(getattr(t, "_send_now", None) is None for t in sinks)
+        finally:
+            await asyncio.gather(*(pc.close() for pc in relay.pcs), return_exceptions=True)
+            await app.state.node.shutdown()
