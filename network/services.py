@@ -43,6 +43,7 @@ from network.selectors import (
     referral_link_pairs,
     responder_id,
 )
+from telehealth.dispatch import send_task_on_commit
 from telehealth.errors import AccessDenied, Conflict, DomainError, NotFound
 from telehealth.models import (
     ClinicianProfile,
@@ -694,19 +695,11 @@ def do_assignment_run_create(
         created_by=created_by,
     )
 
-    def after_commit() -> None:
-        try:
-            assignment_run_execute.delay(run.pk)
-        except Exception as error:
-            # The broker is down. The run is committed and queued: the sweeper
-            # (assignment_runs_sweep, every minute) sends its task once it is back.
-            from telehealth.errors import is_service_unavailable
-
-            if not is_service_unavailable(error):
-                raise
-            logger.warning("task of auto-assignment run %s not sent: %s", run.pk, error)
-
-    transaction.on_commit(after_commit)
+    # With the broker down the run stays queued: the sweeper (assignment_runs_sweep,
+    # every minute) sends its task once the broker is back.
+    send_task_on_commit(
+        assignment_run_execute, run.pk, what=f"task of auto-assignment run {run.pk}"
+    )
     return run
 
 

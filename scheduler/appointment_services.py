@@ -40,12 +40,12 @@ from scheduler.models import (
 )
 from scheduler.policy import LOCAL_TZ
 from telehealth import services as kernel_services
+from telehealth.dispatch import send_task_on_commit
 from telehealth.errors import (
     AccessDenied,
     Conflict,
     DomainError,
     NotFound,
-    is_service_unavailable,
 )
 from telehealth.models import CareRelationship, ClinicianProfile, PatientProfile, User
 from telehealth.realtime import notify_user_on_commit
@@ -607,17 +607,9 @@ def _cancel_visit(appointment: Appointment, *, no_show: bool = False) -> None:
 def _offer_after_commit(slot_id: int) -> None:
     from scheduler.tasks import offer_freed_slot
 
-    def after_commit() -> None:
-        try:
-            offer_freed_slot.delay(slot_id)
-        except Exception as error:
-            # The broker is down: the cancellation is committed and stands; only the
-            # waiting-list offer of this slot is skipped (the slot stays free to book).
-            if not is_service_unavailable(error):
-                raise
-            logger.warning("waiting-list offer of slot %s not sent: %s", slot_id, error)
-
-    transaction.on_commit(after_commit)
+    # With the broker down the cancellation stands; only the waiting-list offer of
+    # this slot is skipped (the slot stays free to book).
+    send_task_on_commit(offer_freed_slot, slot_id, what=f"waiting-list offer of slot {slot_id}")
 
 
 def appointment_cancel(*, appointment_id: Any, by: User, reason: Any = "") -> Appointment:

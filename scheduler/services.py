@@ -51,12 +51,12 @@ from scheduler.selectors import (
 )
 from telehealth import services as kernel_services
 from telehealth.audit import audit_record
+from telehealth.dispatch import send_task_on_commit
 from telehealth.errors import (
     AccessDenied,
     Conflict,
     DomainError,
     NotFound,
-    is_service_unavailable,
 )
 from telehealth.models import (
     AuditEvent,
@@ -357,22 +357,20 @@ def referral_submit(*, referral_id: int, by: User) -> Referral:
 def _enqueue_route(referral_id: int, *, emergency: bool) -> None:
     from scheduler.tasks import route_referral
 
-    def after_commit() -> None:
-        if emergency:
+    if emergency:
+
+        def route_now() -> None:
             try:
                 referral_route(referral_id=referral_id)
             except Exception:  # the task below routes it; never fail the submission
                 logger.exception("inline routing of emergency referral %s failed", referral_id)
-        try:
-            route_referral.delay(referral_id)
-        except Exception as error:
-            # The broker is down. The referral is committed and pending: the sweeper
-            # (route_sweep, every minute) routes it, so the submission still succeeds.
-            if not is_service_unavailable(error):
-                raise
-            logger.warning("routing task for referral %s not sent: %s", referral_id, error)
 
-    transaction.on_commit(after_commit)
+        transaction.on_commit(route_now)
+    # With the broker down the referral stays pending: the sweeper (route_sweep, every
+    # minute) routes it, so the submission still succeeds.
+    send_task_on_commit(
+        route_referral, referral_id, what=f"routing task for referral {referral_id}"
+    )
 
 
 # --- Routing: the one way into a queue ---------------------------------------------------
