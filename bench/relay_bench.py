@@ -4,7 +4,9 @@
     .venv/bin/python bench/relay_bench.py --sizes 480p --subscribers 1,4 --seconds 5
     .venv/bin/python bench/relay_bench.py --json /tmp/relay_bench.json
 
-For every picture size and N, in the same run:
+For every picture size and N, in the same run, the paths named by ``--modes``
+(default ``direct,forward,stockpath,mediarelay``; ``frames`` and ``stockloop``
+on request):
 
 - ``forward``: the relay node as deployed (``python -m relay``): each
   subscriber gets the publisher's VP8 RTP packets as they are, renumbered for it
@@ -422,13 +424,16 @@ def ratios(points: list[Point]) -> tuple[str, list[float]]:
     for (size, mode, n), p in sorted(by_key.items()):
         if mode != "forward":
             continue
-        other = by_key.get((size, "mediarelay", n))
-        if other is None or not p.streams_per_core or not other.streams_per_core:
+        if not p.streams_per_core:
             continue
-        ratio = p.streams_per_core / other.streams_per_core
-        found.append(ratio)
-        line = f"{size:<5} {n:>3} {p.streams_per_core:>9.1f} {other.streams_per_core:>10.1f} "
-        line += f"{ratio:>6.1f}x"
+        other = by_key.get((size, "mediarelay", n))
+        line = f"{size:<5} {n:>3} {p.streams_per_core:>9.1f} "
+        if other is not None and other.streams_per_core:
+            ratio = p.streams_per_core / other.streams_per_core
+            found.append(ratio)
+            line += f"{other.streams_per_core:>10.1f} {ratio:>6.1f}x"
+        else:
+            line += f"{'-':>10} {'-':>7}"
         for m in shown:
             q = by_key.get((size, m, n))
             if q is not None and q.streams_per_core:
@@ -475,7 +480,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="480p,720p")
     parser.add_argument("--subscribers", default="1,4,8,16")
-    parser.add_argument("--modes", default="direct,forward,frames,mediarelay")
+    parser.add_argument("--modes", default="direct,forward,stockpath,mediarelay")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--json", default=None, help="also write every figure here")
