@@ -17,12 +17,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -30,7 +31,8 @@ from privacy import api, selectors, services
 from privacy.models import ConsentRecord, DataRequest, Purpose
 from privacy.notices import CURRENT_NOTICE, NOTICES
 from telehealth.errors import AccessDenied, DomainError, NotFound
-from telehealth.models import PatientProfile, Sex
+from telehealth.models import PatientProfile, Sex, User
+from telehealth.services import PATIENT_CORRECTABLE_USER
 
 
 def _patient(request: HttpRequest) -> PatientProfile:
@@ -197,6 +199,28 @@ def request_create(request: HttpRequest) -> str:
 # --- A request, for its patient or a coordinator -------------------------------------------
 
 
+def _corrections(result: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """What a correction changed, as (field as people read it, before, after); a
+    choice shows its label ("Nữ", not "female")."""
+    rows = []
+    for name, (before, after) in ((result or {}).get("corrected") or {}).items():
+        model = User if name in PATIENT_CORRECTABLE_USER else PatientProfile
+        try:
+            field = model._meta.get_field(name)
+        except FieldDoesNotExist:  # a field since renamed: its stored name
+            rows.append((name, before, after))
+            continue
+        labels = {str(value): label for value, label in field.flatchoices}
+        rows.append(
+            (
+                capfirst(field.verbose_name),
+                labels.get(before, before),
+                labels.get(after, after),
+            )
+        )
+    return rows
+
+
 @login_required
 @require_GET
 def request_page(request: HttpRequest, request_id: int) -> HttpResponse:
@@ -223,7 +247,7 @@ def request_page(request: HttpRequest, request_id: int) -> HttpResponse:
             "events": found.events.select_related("actor").order_by("at", "id"),
             "plan": plan,
             "report": report,
-            "corrected": (found.result or {}).get("corrected", {}),
+            "corrected": _corrections(found.result),
             "sexes": Sex.choices,
         },
     )

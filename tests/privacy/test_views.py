@@ -9,10 +9,12 @@ from pathlib import Path
 import polib
 import pytest
 from django.test import Client
+from django.utils import translation
 
 from privacy.models import ConsentRecord, DataRequest, Purpose
 from privacy.notices import CURRENT_NOTICE
 from privacy.selectors import consent_allows
+from telehealth.models import Sex
 from tests.factories import PatientFactory, sign_in
 
 pytestmark = pytest.mark.django_db
@@ -117,6 +119,27 @@ def test_a_coordinator_works_through_the_requests_on_their_pages(patient, coordi
     made.refresh_from_db()
     patient.user.refresh_from_db()
     assert made.status == "done" and patient.user.phone == "0987654321"
+
+
+def test_a_finished_correction_names_the_fields_as_people_read_them(patient, coordinator):
+    signed_in(patient.user).post("/privacy/requests/", {"kind": "correction", "details": "x"})
+    made = DataRequest.objects.get(patient=patient)
+    client = signed_in(coordinator)
+    client.post(f"/privacy/requests/{made.pk}/start/")
+    sex = "male" if patient.sex != "male" else "female"
+    client.post(
+        f"/privacy/requests/{made.pk}/complete/",
+        {"phone": "0987654321", "sex": sex, "outcome": "Đã sửa."},
+    )
+
+    page = signed_in(patient.user).get(f"/privacy/requests/{made.pk}/").content.decode()
+
+    made.refresh_from_db()
+    assert set(made.result["corrected"]) == {"phone", "sex"}
+    assert "→ 0987654321" in page and "phone:" not in page and "sex:" not in page
+    with translation.override("vi"):
+        label = str(Sex(sex).label)
+    assert label != sex and "Giới tính" in page and f"→ {label}" in page
 
 
 def test_a_bad_correction_on_the_page_says_which_field(patient, coordinator):
