@@ -48,9 +48,11 @@ for one 480p publisher forwarded to one subscriber.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -137,21 +139,40 @@ class _Continuation:
 
 
 class SrtpReceiver:
-    """The inline half of ``RTCDtlsTransport._recv_next`` for one DTLS transport."""
+    """The inline half of ``RTCDtlsTransport._recv_next`` for one DTLS transport.
 
-    __slots__ = ("dtls", "errors", "packets")
+    It holds the transport and its connection weakly: aioice frees a closed
+    connection by reference counting alone (``close()`` breaks its one cycle),
+    and the hooks installed on it must not make it wait for the collector."""
 
-    def __init__(self, dtls: RTCDtlsTransport) -> None:
-        self.dtls = dtls
+    __slots__ = ("_connection", "_dtls", "errors", "packets")
+
+    def __init__(self, dtls: RTCDtlsTransport, connection: Any) -> None:
+        self._dtls = weakref.ref(dtls)
+        self._connection = weakref.ref(connection)
         self.packets = 0
         self.errors = 0
 
-    def ready(self) -> bool:
-        dtls = self.dtls
-        return dtls._rx_srtp is not None and dtls._state is State.CONNECTED
+    def data_received(self, data: bytes, component: int) -> None:
+        """Stands in for ``Connection.data_received`` (set on the instance)."""
+        connection = self._connection()
+        if connection is None:
+            return
+        dtls = self._dtls()
+        if (
+            data
+            and 127 < data[0] < 192
+            and dtls is not None
+            and dtls._rx_srtp is not None
+            and dtls._state is State.CONNECTED
+            and dtls._task is not None  # its receive task runs: not stopped
+            and connection._nominated  # aioice's recvfrom would refuse it otherwise
+        ):
+            self.receive(dtls, data)
+        else:
+            type(connection).data_received(connection, data, component)
 
-    def receive(self, data: bytes) -> None:
-        dtls = self.dtls
+    def receive(self, dtls: RTCDtlsTransport, data: bytes) -> None:
         setattr(dtls, _RX_BYTES, getattr(dtls, _RX_BYTES) + len(data))
         setattr(dtls, _RX_PACKETS, getattr(dtls, _RX_PACKETS) + 1)
         self.packets += 1
@@ -161,14 +182,32 @@ class SrtpReceiver:
             else:
                 arrival = ntp_ms()
                 coro = dtls._handle_rtp_data(dtls._rx_srtp.unprotect(data), arrival_time_ms=arrival)
+            run_inline(coro)
         except pylibsrtp.Error:  # replayed, forged or damaged: aiortc drops it too
             return
-        try:
-            run_inline(coro)
         except Exception:
             self.errors += 1
             if self.errors % _ERROR_LOG_EVERY == 1:
                 logger.exception("relay receive handler failed (%d so far)", self.errors)
+
+
+class _StunSkip:
+    """``StunProtocol.datagram_received`` for one socket (set on the instance): only
+    packets that can be STUN (first byte 0-3) go through aioice's parser."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = weakref.ref(protocol)
+
+    def __call__(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        protocol = self._protocol()
+        if protocol is None:
+            return
+        if data and data[0] > 3:
+            protocol.receiver.data_received(data, protocol.local_candidate.component)
+        else:
+            type(protocol).datagram_received(protocol, data, addr)
 
 
 def _check(dtls: Any) -> None:
@@ -176,7 +215,9 @@ def _check(dtls: Any) -> None:
     connection = getattr(ice, "_connection", None)
     if connection is None or not hasattr(connection, "_protocols"):
         raise FastPathError("aiortc's RTCIceTransport has no aioice connection")
-    for name in (_RX_BYTES, _RX_PACKETS, "_rx_srtp", "_state"):
+    if not isinstance(getattr(connection, "_nominated", None), dict):
+        raise FastPathError("aioice's Connection has no _nominated pairs")
+    for name in (_RX_BYTES, _RX_PACKETS, "_rx_srtp", "_state", "_task"):
         if not hasattr(dtls, name):
             raise FastPathError(f"aiortc's RTCDtlsTransport has no {name}")
     for name in ("_handle_rtp_data", "_handle_rtcp_data"):
@@ -188,35 +229,13 @@ def install_transport(dtls: RTCDtlsTransport) -> SrtpReceiver | None:
     """Shorten the receive path of one DTLS transport's ICE connection (once)."""
     _check(dtls)
     connection = dtls.transport._connection
-    if getattr(connection, "_relay_fast_path", None) is not None:
-        return None
-    srtp = SrtpReceiver(dtls)
-    queue_data = connection.data_received
-
-    def data_received(data: bytes, component: int) -> None:
-        if data and 127 < data[0] < 192 and srtp.ready():
-            srtp.receive(data)
-        else:
-            queue_data(data, component)
-
-    connection.data_received = data_received
-    connection._relay_fast_path = srtp
+    if isinstance(getattr(connection.data_received, "__self__", None), SrtpReceiver):
+        return None  # installed already
+    srtp = SrtpReceiver(dtls, connection)
+    connection.data_received = srtp.data_received
     for protocol in connection._protocols:
-        _skip_stun_parse(protocol)
+        protocol.datagram_received = _StunSkip(protocol)
     return srtp
-
-
-def _skip_stun_parse(protocol: Any) -> None:
-    """Only packets that can be STUN (first byte 0-3) go through aioice's parser."""
-    parse_first = protocol.datagram_received
-
-    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-        if data and data[0] > 3:
-            protocol.receiver.data_received(data, protocol.local_candidate.component)
-        else:
-            parse_first(data, addr)
-
-    protocol.datagram_received = datagram_received
 
 
 # --------------------------------------------------------------------------- way out
@@ -256,8 +275,13 @@ def rtp_sender(dtls: Any) -> Callable[[bytes], None] | None:
 
 class WindowRateCounter(RateCounter):
     """aiortc's ``RateCounter`` (bytes in the last ``window_size`` ms, in bits per
-    second) keeping the packets of its window in arrival order instead of one
-    bucket per millisecond: forgetting costs one step per packet, not per ms."""
+    second) keeping the packets of its window instead of one bucket per
+    millisecond: forgetting costs one step per packet, not per ms.
+
+    Each packet is kept under the millisecond of aiortc's bucket it would land in
+    (``origin + (now - origin) % window``: its arrival time, except when the
+    clock went back, where aiortc's ring wraps it to the far end of the window),
+    in order, so the same packets are forgotten at the same moments."""
 
     def __init__(self, window_size: int, scale: int = 8000) -> None:
         self._scale = scale
@@ -275,7 +299,13 @@ class WindowRateCounter(RateCounter):
             self._origin_ms = now_ms
         else:
             self._erase_old(now_ms)
-        self._packets.append((now_ms, value))
+        origin = self._origin_ms
+        bucket_ms = origin + (now_ms - origin) % self._window_size
+        packets = self._packets
+        if packets and bucket_ms < packets[-1][0]:  # the clock went back
+            packets.insert(bisect.bisect_right(packets, bucket_ms, key=_first), (bucket_ms, value))
+        else:
+            packets.append((bucket_ms, value))
         self._count += 1
         self._value += value
 
@@ -295,6 +325,10 @@ class WindowRateCounter(RateCounter):
             while packets and packets[0][0] < new_origin_ms:
                 self._value -= packets.popleft()[1]
                 self._count -= 1
+
+
+def _first(item: tuple[int, int]) -> int:
+    return item[0]
 
 
 def _min_frame_period(estimator: OveruseEstimator) -> Callable[[float], float]:

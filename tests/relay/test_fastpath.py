@@ -6,7 +6,7 @@ import asyncio
 import random
 
 import pytest
-from aiortc import RTCPeerConnection, clock
+from aiortc import clock
 from aiortc.rate import RateCounter, RemoteBitrateEstimator
 
 from relay import fastpath, testing
@@ -110,12 +110,14 @@ def test_the_reworked_estimator_gives_aiortcs_estimates_exactly(seed: int) -> No
     assert stock.estimator.ts_delta_hist == reworked.estimator.ts_delta_hist
 
 
-def test_the_rate_window_forgets_as_aiortcs_does() -> None:
+@pytest.mark.parametrize("seed", range(5))
+def test_the_rate_window_forgets_as_aiortcs_does_even_when_the_clock_goes_back(seed) -> None:
     stock, ours = RateCounter(1000, 8000), fastpath.WindowRateCounter(1000, 8000)
-    rng = random.Random(7)
+    rng = random.Random(seed)
     now = 10_000
     for _ in range(5000):
-        now += rng.choice([0, 1, 3, 8, 20, 250, 1200])
+        # arrival times are the wall clock's: they may step back, a little or a lot
+        now += rng.choice([0, 1, 3, 8, 20, 250, 1200, -1, -7, -400, -1500, -3000])
         if rng.random() < 0.02:
             stock.reset()
             ours.reset()
@@ -214,12 +216,44 @@ async def test_media_arrives_inline_and_everything_else_the_usual_way(monkeypatc
         assert fastpath.install(pair.receiver) == []
 
 
+async def _freed_on_close(install: bool) -> list[bool]:
+    """Which of a closed connection's DTLS transport, ICE connection and sockets
+    are freed by reference counting alone (the collector off)."""
+    import gc
+    import weakref
+
+    pc = testing.client_pc()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    if install:
+        assert len(fastpath.install(pc)) == 1
+    dtls = pc.getTransceivers()[0].receiver.transport
+    connection = dtls.transport._connection
+    refs = [weakref.ref(o) for o in (dtls, connection, *connection._protocols)]
+    del dtls, connection
+    gc.collect()
+    gc.disable()
+    try:
+        await pc.close()
+        del pc
+        await asyncio.sleep(0.1)  # the sockets' transports let go of them
+        return [ref() is None for ref in refs]
+    finally:
+        gc.enable()
+
+
+async def test_the_hooks_keep_nothing_alive_that_aiortc_would_free() -> None:
+    stock = await _freed_on_close(install=False)
+    assert any(stock), "the sockets are freed as soon as the connection closes"
+    assert await _freed_on_close(install=True) == stock
+
+
 async def test_the_inline_sender_needs_aiortcs_transport_and_a_connection() -> None:
     class StandIn:
         async def _send_rtp(self, data: bytes) -> None: ...
 
     assert fastpath.rtp_sender(StandIn()) is None
-    pc = RTCPeerConnection()
+    pc = testing.client_pc()
     try:
         pc.addTransceiver("video", direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
@@ -267,9 +301,31 @@ async def test_the_node_receives_and_forwards_inline(relay) -> None:
     assert await bob.wait_video(20, timeout=6)
     stats = relay.node.stats()
     assert stats["fast_receive_packets"] > 40 and stats["fast_receive_errors"] == 0
-    # the subscriber's copy left through the inline sender
-    sinks = [t for s in relay.node.sessions.values() for t in s.tracks if hasattr(t, "_send_now")]
-    assert sinks and all(t._send_now is not None for t in sinks if t.kind == "video")
+    # the subscriber's copy leaves through the inline sender, not aiortc's coroutines
+    sink = next(t for s in relay.node.sessions.values() for t in s.tracks if t.kind == "video")
+    sent = []
+    send_now = sink._send_now
+
+    def counted(data: bytes) -> None:
+        sent.append(len(data))
+        send_now(data)
+
+    sink._send_now = counted
+    dtls = sink.sender.transport
+    stock_sends = []
+    send_rtp = dtls._send_rtp
+
+    async def stock(data: bytes) -> None:
+        if not 192 <= data[1] <= 208:  # RTP, not the sender's RTCP
+            stock_sends.append(len(data))
+        await send_rtp(data)
+
+    dtls._send_rtp = stock
+    packets_before = dtls._RTCDtlsTransport__tx_packets
+    frames = len(bob.markers)
+    assert await bob.wait_video(frames + 15, timeout=6)
+    assert len(sent) > 15 and stock_sends == []
+    assert dtls._RTCDtlsTransport__tx_packets - packets_before >= len(sent)
     # and the publisher's video receiver has the reworked estimator
     publisher = next(s for s in relay.node.sessions.values() if s.kind == "publish")
     video = next(t for t in publisher.pc.getTransceivers() if t.kind == "video")
