@@ -68,6 +68,12 @@ Pausing. A subscriber in audio-only mode pauses its copy of a video track
 has nothing to packetize and sends no video at all; resuming waits for a
 keyframe, which it asks the publisher for.
 
+Bandwidth. :func:`hook_sender_estimates` wraps ``RTCRtpSender._handle_rtcp_packet``
+on each forwarding sender to keep the subscriber's REMB (:attr:`EncodedTrack.remb`);
+:meth:`PublishedTrack._hook_estimates` wraps ``RTCRtpReceiver._send_rtcp`` on a
+published video receiver so the REMB aiortc's estimator sends the publisher is
+lowered to the weakest live, unpaused subscriber's (never below ``REMB_FLOOR``).
+
 Observers. :attr:`PublishedTrack.observers` see every encoded frame as it
 arrives, subscribers or not (the recorder in ``relay/recording.py``).
 
@@ -101,7 +107,15 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
-from aiortc.rtp import RTP_HISTORY_SIZE, RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 from aiortc.utils import random16, random32
 
 from . import fastpath
@@ -129,6 +143,12 @@ VIDEO_QUEUE_FRAMES = 30
 AUDIO_QUEUE_FRAMES = 50
 #: Encoded frames waiting for the decoder thread before we skip to a keyframe.
 DECODER_BACKLOG = 8
+#: Subscribers' bandwidth estimates (REMB) never ask a publisher for less than this
+#: (bits/s): below it the picture is useless to everyone; a subscriber that cannot
+#: take even this loses packets and asks for them again, or for a keyframe.
+REMB_FLOOR = 150_000
+#: A subscriber's estimate counts for this long (seconds) after it arrived.
+REMB_MAX_AGE = 5.0
 
 
 class HookError(RuntimeError):
@@ -144,6 +164,7 @@ def check_aiortc() -> None:
         )
     for cls, name in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_send_rtcp"),
         (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCRtpReceiver, "_handle_rtcp_packet"),
         (RTCRtpReceiver, "getSynchronizationSources"),
@@ -443,6 +464,8 @@ class EncodedTrack(MediaStreamTrack):
         self.residence_max = 0.0
         #: set by bind_sender: this copy goes out as RTP packets, not frames
         self.sender: RTCRtpSender | None = None
+        #: the subscriber's latest bandwidth estimate: (bits/s, time.monotonic())
+        self.remb: tuple[int, float] | None = None
         self._inline = True
         self._send_now: Callable[[bytes], None] | None = None
 
@@ -713,6 +736,28 @@ def hook_sender_keyframes(
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
 
 
+def hook_sender_estimates(sender: RTCRtpSender, sink: EncodedTrack) -> None:
+    """Keep the bandwidth estimate (REMB) a subscriber sends about ``sender``'s
+    stream on ``sink`` (:attr:`EncodedTrack.remb`), for its publisher's REMB
+    (:meth:`PublishedTrack.subscriber_bitrate_cap`). aiortc's own handling of
+    the packet (setting an encoder's bitrate: forwarded streams have none) follows.
+    ``RTCRtpSender._handle_rtcp_packet`` is wrapped on this instance only."""
+    handle_rtcp = sender._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if sender._ssrc in ssrcs:
+                    sink.remb = (bitrate, time.monotonic())
+        await handle_rtcp(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
 FrameObserver = Callable[["PublishedTrack", RTCRtpCodecParameters, JitterFrame, bool], None]
 
 
@@ -751,6 +796,8 @@ class PublishedTrack:
         self.observers: set[FrameObserver] = set()
         self.closed = False
         self.frames_forwarded = 0
+        #: REMB sent to the publisher lowered to what a subscriber can take
+        self.remb_capped = 0
         self.pli_sent = 0
         self.pli_requested = 0
         self._loop = asyncio.get_event_loop()
@@ -775,6 +822,8 @@ class PublishedTrack:
         self._codec_payload_type: int | None = None
         if self.rtp_forwarding:
             self._hook_packets()
+        if kind == "video":
+            self._hook_estimates()
 
     @property
     def codec_name(self) -> str:
@@ -797,6 +846,51 @@ class PublishedTrack:
         if delta >= 1 << 31:  # before the report's timestamp (modulo 2**32)
             delta -= 1 << 32
         return ntp_seconds + delta / clock_rate
+
+    # -- bandwidth: subscribers' estimates reach the publisher
+    def subscriber_bitrate_cap(self) -> int | None:
+        """The least bandwidth estimate among the subscribers receiving this track's
+        video (paused ones and estimates older than ``REMB_MAX_AGE`` do not count),
+        never below ``REMB_FLOOR``; None when no subscriber has said."""
+        now = time.monotonic()
+        rates = [
+            sink.remb[0]
+            for sink in self.sinks
+            if sink.remb is not None
+            and not sink.paused
+            and now - sink.remb[1] <= REMB_MAX_AGE
+            and sink.readyState == "live"
+        ]
+        return max(REMB_FLOOR, min(rates)) if rates else None
+
+    def _hook_estimates(self) -> None:
+        """The REMB aiortc's receiver sends the publisher (its own estimate of the
+        publisher-to-relay path) is lowered to :meth:`subscriber_bitrate_cap`: the
+        publisher sends what its subscribers can take, as an SFU without simulcast
+        must. ``RTCRtpReceiver._send_rtcp`` is wrapped on this receiver only."""
+        send_rtcp = getattr(self.receiver, "_send_rtcp", None)
+        if send_rtcp is None:  # a stand-in receiver (check_aiortc vouches for aiortc's)
+            return
+
+        async def capped(packet: Any) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                cap = self.subscriber_bitrate_cap()
+                if cap is not None:
+                    try:
+                        bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                    except ValueError:
+                        bitrate, ssrcs = 0, []
+                    if cap < bitrate:
+                        packet = RtcpPsfbPacket(
+                            fmt=RTCP_PSFB_APP,
+                            ssrc=packet.ssrc,
+                            media_ssrc=packet.media_ssrc,
+                            fci=pack_remb_fci(cap, ssrcs),
+                        )
+                        self.remb_capped += 1
+            await send_rtcp(packet)
+
+        self.receiver._send_rtcp = capped  # type: ignore[method-assign]
 
     # -- packets in (RTP-level forwarding)
     def _hook_packets(self) -> None:

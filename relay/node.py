@@ -42,6 +42,7 @@ from .forwarding import (
     PublishedTrack,
     check_aiortc,
     drain_receiver,
+    hook_sender_estimates,
     hook_sender_keyframes,
 )
 from .recording import FinishedFile, Recorder
@@ -218,6 +219,7 @@ class RelayNode:
             "queue_seconds_total": sum(t.residence_total for t in sinks),
             "queue_seconds_max": max((t.residence_max for t in sinks), default=0.0),
             "pli_sent": sum(src.pli_sent for src in published),
+            "remb_capped": sum(src.remb_capped for src in published),
             "paused_tracks": sum(1 for t in sinks if t.paused),
             "frames_withheld": sum(t.withheld for t in sinks),
             # packets of the open sessions received inline, and handler errors there
@@ -452,6 +454,7 @@ class RelayNode:
                     transceiver = pc.addTransceiver(track, direction="sendonly")
                     transceiver.setCodecPreferences(source.codec_preferences())
                     hook_sender_keyframes(transceiver.sender, source, sink)
+                    hook_sender_estimates(transceiver.sender, sink)
                     if source.rtp_forwarding:
                         sink.bind_sender(transceiver.sender, inline=self.config.inline_media)
                     modes.append(f"{media.kind}/{source.codec_name}:forward")

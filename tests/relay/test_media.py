@@ -288,3 +288,61 @@ async def test_a_subscriber_losing_packets_gets_them_again_from_the_relay(
     print(f"dropped {len(dropped)}, resent from the relay's history {len(resent)}")
     assert counters == sorted(counters) and bob.unreadable == 0
     assert counters[-1] - counters[0] + 1 - len(counters) <= 6, "frames lost for good"
+
+
+async def test_the_publisher_sends_what_its_subscribers_can_take(relay) -> None:
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+    # given a publisher whose encoder follows the relay's REMB, and a subscriber
+    # whose own estimator is off, so that only the estimates we send count
+    publisher, _, _ = await _publisher(relay)
+    pc, _, bob = await _subscriber(relay, "bob")
+    video = next(t for t in pc.getTransceivers() if t.kind == "video").receiver
+    video._RTCRtpReceiver__remote_bitrate_estimator = None
+    assert await bob.wait_video(10, timeout=6)
+    sender = next(t for t in publisher.getTransceivers() if t.kind == "video").sender
+
+    def publisher_bitrate() -> int:
+        return sender._RTCRtpSender__encoder.target_bitrate
+
+    # the relay's own estimate of the path reaches the publisher (aiortc's encoder
+    # starts at 500 kbit/s; the estimate follows what arrives, then climbs slowly)
+    assert await eventually(lambda: publisher_bitrate() != 500_000, timeout=10)
+    assert publisher_bitrate() > 400_000
+
+    async def estimate(bits_per_second: int) -> None:
+        ssrcs = [s.source for s in video.getSynchronizationSources()]
+        await video._send_rtcp(
+            RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP,
+                ssrc=video._RTCRtpReceiver__rtcp_ssrc,
+                media_ssrc=0,
+                fci=pack_remb_fci(bits_per_second, ssrcs),
+            )
+        )
+
+    # when bob says he can take 300 kbit/s
+    await estimate(300_000)
+    # then the publisher is asked for no more (at the relay's next REMB, within 1 s)
+    assert await eventually(lambda: publisher_bitrate() == 300_000, timeout=5)
+    source = next(s for s in _sources(relay) if s.kind == "video")
+    assert source.remb_capped >= 1 and relay.node.stats()["remb_capped"] >= 1
+    # and never for less than the floor, whatever a subscriber says (the publisher's
+    # encoder then keeps to its own minimum, 250 kbit/s)
+    await estimate(20_000)
+    assert await eventually(lambda: source.subscriber_bitrate_cap() == forwarding_floor())
+    assert await eventually(lambda: publisher_bitrate() == 250_000, timeout=5)
+    # and once bob pauses video (audio only), his estimate no longer holds it back
+    await relay.http.post(
+        f"/rooms/{ROOM}/subscriptions/alice/video",
+        json={"paused": True},
+        headers=relay.auth(ROOM, "bob", ["subscribe"]),
+    )
+    assert await eventually(lambda: source.subscriber_bitrate_cap() is None)
+    assert await eventually(lambda: publisher_bitrate() > 250_000, timeout=10)
+
+
+def forwarding_floor() -> int:
+    from relay.forwarding import REMB_FLOOR
+
+    return REMB_FLOOR
