@@ -37,7 +37,9 @@ encoded frames they receive without decoding them, so that the machine's two
 cores go to the relay and not to N decoders.
 
 Reported per point: relay CPU (% of one core), relay CPU per subscriber
-stream, published fps, delivered fps (mean and worst subscriber), latency p50 /
+stream, published fps, the publisher's video bitrate (kbit/s: what the relay's
+REMB, lowered to the subscribers' estimates on the forwarding paths, let it
+reach), delivered fps (mean and worst subscriber), latency p50 /
 p95 and "added" (p50 minus the direct p50), "queue" (forward only: mean time a
 frame waits on the relay from its last packet's arrival until its subscriber's
 sender takes it, i.e. the fan-out's own delay), forwarded streams per core =
@@ -128,6 +130,7 @@ class Point:
     relay_cpu: float | None = None  # cores
     cpu_per_stream: float | None = None  # cores
     fps_published: float = 0.0
+    kbps_published: float = 0.0
     fps_mean: float = 0.0
     fps_min: float = 0.0
     latency_p50_ms: float | None = None
@@ -182,6 +185,13 @@ async def _signal(http: httpx.AsyncClient, pc: Any, path: str, token: str) -> No
     if response.status_code != 201:
         raise RuntimeError(f"{path}: {response.status_code} {response.text[:200]}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+
+
+async def _bytes_sent(pc: Any) -> int:
+    """The publisher's video bytes sent so far (its outbound-rtp statistics): the
+    bitrate the relay's REMB let it reach is part of what the relay forwards."""
+    report = await pc.getStats()
+    return sum(s.bytesSent for s in report.values() if s.type == "outbound-rtp")
 
 
 async def _stats(http: httpx.AsyncClient | None) -> dict[str, Any]:
@@ -310,6 +320,7 @@ async def run_point(size: str, mode: str, n: int, seconds: float, warmup: float)
         # ---- measured window
         frames0 = [s.frames for s in subs]
         published0 = video.counter
+        bytes0 = await _bytes_sent(publisher)
         stats0 = await _stats(http)
         relay_cpu0 = process_cpu_seconds(relay.process.pid) if relay else 0.0
         client_cpu0 = time.process_time()
@@ -320,6 +331,7 @@ async def run_point(size: str, mode: str, n: int, seconds: float, warmup: float)
         window = t1 - t0
         frames1 = [s.frames for s in subs]
         published1 = video.counter
+        bytes1 = await _bytes_sent(publisher)
         relay_cpu1 = process_cpu_seconds(relay.process.pid) if relay else 0.0
         stats1 = await _stats(http)
         client_cpu1 = time.process_time()
@@ -327,6 +339,7 @@ async def run_point(size: str, mode: str, n: int, seconds: float, warmup: float)
 
         fps = [(b - a) / window for a, b in zip(frames0, frames1, strict=True)]
         point.fps_published = (published1 - published0) / window
+        point.kbps_published = (bytes1 - bytes0) * 8 / window / 1000
         point.fps_mean = statistics.fmean(fps)
         point.fps_min = min(fps)
         latencies = [
@@ -377,11 +390,13 @@ def _f(value: float | None, fmt: str = "{:.1f}") -> str:
 def table(points: list[Point]) -> str:
     header = (
         f"{'size':<5} {'path':<10} {'N':>3} {'relay CPU':>9} {'CPU/stream':>10} "
-        f"{'fps pub':>7} {'fps mean':>8} {'fps min':>7} {'lat p50':>7} {'lat p95':>7} "
-        f"{'added':>6} {'queue':>5} {'streams/core':>12} {'client':>6} {'machine':>7}"
+        f"{'fps pub':>7} {'kbit/s':>6} {'fps mean':>8} {'fps min':>7} "
+        f"{'lat p50':>7} {'lat p95':>7} {'added':>6} {'queue':>5} {'streams/core':>12} "
+        f"{'client':>6} {'machine':>7}"
     )
     units = (
-        f"{'':<5} {'':<10} {'':>3} {'% core':>9} {'% core':>10} {'':>7} {'':>8} {'':>7} "
+        f"{'':<5} {'':<10} {'':>3} {'% core':>9} {'% core':>10} {'':>7} {'pub':>6} "
+        f"{'':>8} {'':>7} "
         f"{'ms':>7} {'ms':>7} {'ms':>6} {'ms':>5} {'':>12} {'% core':>6} {'% core':>7}"
     )
     direct = {p.size: p.latency_p50_ms for p in points if p.mode == "direct"}
@@ -399,7 +414,8 @@ def table(points: list[Point]) -> str:
             f"{p.size:<5} {p.mode:<10} {p.subscribers:>3} "
             f"{_f(p.relay_cpu and p.relay_cpu * 100):>9} "
             f"{_f(p.cpu_per_stream and p.cpu_per_stream * 100, '{:.2f}'):>10} "
-            f"{p.fps_published:>7.1f} {p.fps_mean:>8.1f} {p.fps_min:>7.1f} "
+            f"{p.fps_published:>7.1f} {p.kbps_published:>6.0f} "
+            f"{p.fps_mean:>8.1f} {p.fps_min:>7.1f} "
             f"{_f(p.latency_p50_ms, '{:.0f}'):>7} {_f(p.latency_p95_ms, '{:.0f}'):>7} "
             f"{_f(added, '{:+.0f}'):>6} {_f(p.relay_queue_ms):>5} {_f(p.streams_per_core):>12} "
             f"{p.client_cpu * 100:>6.0f} {p.machine_cpu * 100:>7.0f}"
