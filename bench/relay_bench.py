@@ -40,7 +40,7 @@ Reported per point: relay CPU (% of one core), relay CPU per subscriber
 stream, published fps, the publisher's video bitrate (kbit/s: what the relay's
 REMB, lowered to the subscribers' estimates on the forwarding paths, let it
 reach), delivered fps (mean and worst subscriber), latency p50 /
-p95 and "added" (p50 minus the direct p50), "queue" (forward only: mean time a
+p95 and "added" (p50 minus the direct p50), "queue" (``frames`` only: mean time a
 frame waits on the relay from its last packet's arrival until its subscriber's
 sender takes it, i.e. the fan-out's own delay), forwarded streams per core =
 N x (delivered fps / 30) / relay cores, this process's CPU and the machine's
@@ -191,7 +191,9 @@ async def _bytes_sent(pc: Any) -> int:
     """The publisher's video bytes sent so far (its outbound-rtp statistics): the
     bitrate the relay's REMB let it reach is part of what the relay forwards."""
     report = await pc.getStats()
-    return sum(s.bytesSent for s in report.values() if s.type == "outbound-rtp")
+    return sum(
+        s.bytesSent for s in report.values() if s.type == "outbound-rtp" and s.kind == "video"
+    )
 
 
 async def _stats(http: httpx.AsyncClient | None) -> dict[str, Any]:
@@ -417,7 +419,9 @@ def table(points: list[Point]) -> str:
             f"{p.fps_published:>7.1f} {p.kbps_published:>6.0f} "
             f"{p.fps_mean:>8.1f} {p.fps_min:>7.1f} "
             f"{_f(p.latency_p50_ms, '{:.0f}'):>7} {_f(p.latency_p95_ms, '{:.0f}'):>7} "
-            f"{_f(added, '{:+.0f}'):>6} {_f(p.relay_queue_ms):>5} {_f(p.streams_per_core):>12} "
+            f"{_f(added, '{:+.0f}'):>6} "
+            f"{_f(p.relay_queue_ms if p.mode == 'frames' else None):>5} "
+            f"{_f(p.streams_per_core):>12} "
             f"{p.client_cpu * 100:>6.0f} {p.machine_cpu * 100:>7.0f}"
         )
     return "\n".join(lines)

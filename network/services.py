@@ -1141,7 +1141,12 @@ def check_assignment_apply(*, user: User, run_id: int) -> AssignmentRun:
             raise DomainError(_("Accept some proposals first."), code="nothing_accepted")
         run.state = AssignmentRun.State.APPLYING
         run.save(update_fields=["state"])
-        transaction.on_commit(lambda: assignment_run_apply.delay(run.pk, user.pk))
+        send_task_on_commit(
+            assignment_run_apply,
+            run.pk,
+            user.pk,
+            what=f"apply task of auto-assignment run {run.pk}",
+        )
     return run
 
 

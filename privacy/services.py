@@ -545,10 +545,10 @@ def data_request_start(*, request_id: Any, by: User, request: Any = None) -> Dat
     """A coordinator takes the request: received → in progress. Idempotent."""
     pk = _as_coordinator(by, request_id, request)
     with transaction.atomic():
-        return _start(_locked_request(pk), by)
+        return _start(_locked_request(pk), by, request)
 
 
-def _start(data_request: DataRequest, by: User) -> DataRequest:
+def _start(data_request: DataRequest, by: User, request: Any = None) -> DataRequest:
     if data_request.status == DataRequest.Status.IN_PROGRESS:
         return data_request
     _require_status(
@@ -572,6 +572,7 @@ def _start(data_request: DataRequest, by: User) -> DataRequest:
         target=f"privacy.data_request:{data_request.pk}:started",
         patient=data_request.patient,
         reason="took the request",
+        request=request,
     )
     return data_request
 
@@ -881,7 +882,8 @@ def deletion_report(result: dict[str, Any]) -> dict[str, Any]:
             for row in result.get("kept", [])
         ],
         "retention_until": result.get("retention_until"),
-        # Deletion leaves these standing (docs/privacy.md): the coordinator sees them first.
+        # Deletion leaves appointments and referrals standing (docs/privacy.md): the
+        # coordinator sees them first. Waiting-list places are cancelled by it.
         "open_appointments": result.get("open_appointments", 0),
         "open_referrals": result.get("open_referrals", 0),
         "waiting_lists": result.get("waiting_lists", 0),

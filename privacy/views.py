@@ -244,7 +244,7 @@ def request_page(request: HttpRequest, request_id: int) -> HttpResponse:
         {
             "r": found,
             "role": role,
-            "events": found.events.select_related("actor").order_by("at", "id"),
+            "events": found.events.all(),  # prefetched by the selector, in order
             "plan": plan,
             "report": report,
             "corrected": _corrections(found.result),

@@ -16,7 +16,6 @@ import sys
 from types import FrameType
 
 import uvicorn
-import uvloop
 
 from .app import create_app
 from .config import ConfigError, NoSdpFilter, config_from_env
@@ -61,16 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--event-loop",
-        choices=sorted(EVENT_LOOPS),
+        choices=("uvloop", "asyncio"),
         default="uvloop",
         help="uvloop (default): libuv's loop, about half the CPU per wake-up of the "
         "standard one, which is most of a relay's cost; asyncio: the standard loop",
     )
     return parser.parse_args(argv)
-
-
-#: ``--event-loop``: how the node's event loop is made.
-EVENT_LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 
 
 class RelayServer(uvicorn.Server):
@@ -149,11 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             lifespan="on",
             timeout_graceful_shutdown=5,
             log_config=None,
+            loop=args.event_loop,  # uvicorn makes it (uvloop is pinned in requirements)
         ),
         app.state.node,
     )
-    with asyncio.Runner(loop_factory=EVENT_LOOPS[args.event_loop]) as runner:
-        runner.run(server.serve())
+    server.run()
     return 0
 
 

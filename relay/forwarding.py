@@ -819,6 +819,7 @@ class PublishedTrack:
         #: subscribers get the publisher's RTP packets (else its frames, re-packetized)
         self.rtp_forwarding = rtp_forwarding and not stock_transcode
         self._outbox: list[RtpPacket] = []
+        self._h264_sps_seen = False
         self._codec_payload_type: int | None = None
         if self.rtp_forwarding:
             self._hook_packets()
@@ -943,9 +944,20 @@ class PublishedTrack:
             if self.codec is None or codec.name.lower() != self.codec_name:
                 self.codec = codec
         video = self.kind == "video"
-        starts = not video or starts_keyframe(
-            self.codec_name, packet.payload, getattr(packet, "_data", b"")
-        )
+        if video and self.codec_name == "h264":
+            # A keyframe starts at its SPS (then PPS, then IDR slices, the first of
+            # each fragmented NAL unit carrying a start code): once the stream has
+            # shown an SPS, only a packet with one starts a subscriber's copy; a
+            # stream that never sends one in-band starts at its IDR slices.
+            data = getattr(packet, "_data", b"")
+            if _h264_has_nal(data, (7,)):
+                self._h264_sps_seen = starts = True
+            else:
+                starts = not self._h264_sps_seen and _h264_has_nal(data, (5,))
+        else:
+            starts = not video or starts_keyframe(
+                self.codec_name, packet.payload, getattr(packet, "_data", b"")
+            )
         ends = not video or bool(packet.marker)
         if starts and video:
             self._keyframe_wanted = False
@@ -953,8 +965,7 @@ class PublishedTrack:
             tap = self.tap
             tap.bytes += len(packet.payload)
             tap.frames += ends
-            # one count per keyframe: H.264 starts at its SPS, then has IDR slices
-            tap.keyframes += starts and (not video or self.codec_name != "h264" or ends)
+            tap.keyframes += starts
         sinks = self.sinks
         if not sinks:
             return

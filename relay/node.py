@@ -454,7 +454,8 @@ class RelayNode:
                     transceiver = pc.addTransceiver(track, direction="sendonly")
                     transceiver.setCodecPreferences(source.codec_preferences())
                     hook_sender_keyframes(transceiver.sender, source, sink)
-                    hook_sender_estimates(transceiver.sender, sink)
+                    if media.kind == "video":  # REMB is about video
+                        hook_sender_estimates(transceiver.sender, sink)
                     if source.rtp_forwarding:
                         sink.bind_sender(transceiver.sender, inline=self.config.inline_media)
                     modes.append(f"{media.kind}/{source.codec_name}:forward")

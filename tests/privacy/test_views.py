@@ -198,4 +198,7 @@ def test_before_a_deletion_the_coordinator_sees_what_it_leaves_standing(patient,
     # when the coordinator opens the request
     page = signed_in(coordinator).get(f"/privacy/requests/{made.pk}/").content.decode()
     # then they are told completing does not cancel it
-    assert "Hoàn tất không hủy: 1 lịch hẹn sắp tới, 0 yêu cầu chuyển tuyến đang mở" in page
+    assert "Hoàn tất không hủy: 1 lịch hẹn sắp tới, 0 yêu cầu chuyển tuyến đang mở." in page
+    # and not that waiting-list places stay: completing cancels those
+    standing = page.split('id="left-standing"', 1)[1].split("</p>", 1)[0]
+    assert "danh sách chờ" not in standing

@@ -382,3 +382,45 @@ async def test_frames_are_assembled_only_while_someone_needs_them() -> None:
     assert seen == [True] and source.tap.frames == 2 and source.frames_forwarded == 2
     assert source.tap.decoded == 0
     source.close()
+
+
+async def test_an_h264_subscriber_starts_at_the_sps_and_each_keyframe_counts_once() -> None:
+    # given a published H.264 track whose keyframe comes as SPS, PPS, IDR fragments
+    from aiortc import RTCRtpSender
+    from aiortc.codecs import depayload
+
+    def nal_units(annex_b: bytes) -> list[bytes]:  # one single-NAL-unit packet each
+        return [n.lstrip(b"\x00") for n in annex_b.split(b"\x00\x00\x01") if n.strip(b"\x00")]
+
+    encoded = _encode("libx264", 2)
+    key, delta = nal_units(encoded[0]), nal_units(encoded[1])
+    assert [n[0] & 0x1F for n in key][:2] == [7, 8] and key[-1][0] & 0x1F == 5
+    receiver = _FakeReceiver()
+    receiver._RTCRtpReceiver__codecs = {H264.payloadType: H264}
+    source = PublishedTrack(receiver, "video", H264)  # type: ignore[arg-type]
+    transport = _FakeDtls()
+    sink = source.add_sink()
+    sink.bind_sender(RTCRtpSender("video", transport))  # type: ignore[arg-type]
+
+    def packet(seq: int, ts: int, payload: bytes, last: bool) -> RtpPacket:
+        out = RtpPacket(payload_type=H264.payloadType, sequence_number=seq, timestamp=ts)
+        out.marker, out.payload = int(last), payload
+        out._data = depayload(H264, payload)
+        return out
+
+    async def send_frame(first_seq: int, ts: int, payloads: list[bytes]) -> None:
+        for i, payload in enumerate(payloads):
+            last = i == len(payloads) - 1
+            await source._forward_packet(packet(first_seq + i, ts, payload, last))
+
+    # when the first keyframe goes by, then one whose SPS the subscriber misses
+    await send_frame(100, 0, key)
+    sink._start_rtp(H264)  # the subscriber becomes ready mid-stream
+    await send_frame(100 + len(key), 0, key[1:])  # (the tail of a keyframe, no SPS)
+    assert transport.sent == [], "started in the middle of a keyframe"
+    await send_frame(200, 3000, key)
+    await send_frame(200 + len(key), 6000, delta)
+    # then it starts at the next SPS and gets the whole keyframe and what follows
+    assert [p.payload for p in transport.sent] == [*key, *delta]
+    assert source.tap.keyframes == 2, "one per SPS-led keyframe, not per packet or slice"
+    source.close()
