@@ -95,21 +95,27 @@ import collections
 import fractions
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiortc
 import av
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, clock
+from aiortc.codecs import depayload
 from aiortc.contrib.media import MediaRelay
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTP_HISTORY_SIZE,
+    HeaderExtensions,
+    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpSrPacket,
     RtpPacket,
@@ -129,6 +135,16 @@ _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
+# What RTCRtpReceiver._handle_rtp_packet updates (PublishedTrack._receive_rtp).
+_RECEIVER_ACTIVE = "_RTCRtpReceiver__active_ssrc"
+_RECEIVER_STREAMS = "_RTCRtpReceiver__remote_streams"
+_RECEIVER_NACK = "_RTCRtpReceiver__nack_generator"
+_RECEIVER_DECODER_ERROR = "_RTCRtpReceiver__decoder_error"
+_RECEIVER_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+#: How stale (s) a source's "last heard" for getSynchronizationSources may get
+#: (it counts sources heard in the last 10 s; PLIs go to those).
+ACTIVE_SOURCE_REFRESH = 0.25
 # The sender's state its RTCP sender reports and NACK retransmissions read.
 _SENDER_MID = "_RTCRtpSender__mid"
 _SENDER_EXTENSIONS = "_RTCRtpSender__rtp_header_extensions_map"
@@ -222,6 +238,43 @@ def starts_keyframe(codec_name: str, payload: bytes, data: bytes) -> bool:
     if name == "h264":
         return _h264_has_nal(data, (5, 7))
     return True
+
+
+def vp8_descriptor_size(payload: bytes) -> int:
+    """The length of a VP8 RTP payload descriptor (RFC 7741 4.2); ``ValueError``
+    where aiortc's ``VpxPayloadDescriptor.parse`` raises one (truncated)."""
+    if not payload:
+        raise ValueError("VPX descriptor is too short")
+    if not payload[0] & 0x80:
+        return 1
+    size = len(payload)
+    if size < 2:
+        raise ValueError("VPX descriptor has truncated extended bits")
+    bits, at = payload[1], 2
+    if bits & 0x80:  # I: a picture ID of 7 or 15 bits
+        if size < at + 1 or (payload[at] & 0x80 and size < at + 2):
+            raise ValueError("VPX descriptor has truncated PictureID")
+        at += 2 if payload[at] & 0x80 else 1
+    if bits & 0x40:  # L: TL0PICIDX
+        if size < at + 1:
+            raise ValueError("VPX descriptor has truncated TL0PICIDX")
+        at += 1
+    if bits & 0x30:  # T or K: one byte for both
+        if size < at + 1:
+            raise ValueError("VPX descriptor has truncated T/K")
+        at += 1
+    return at
+
+
+def vp8_starts_keyframe(payload: bytes) -> bool:
+    """:func:`starts_keyframe` for VP8 from the payload alone, without depayloading."""
+    if not payload or payload[0] & 0x17 != 0x10:
+        return False
+    try:
+        at = vp8_descriptor_size(payload)
+    except ValueError:
+        return False
+    return is_keyframe("vp8", payload[at : at + 6])
 
 
 class LowLatencyJitterBuffer(JitterBuffer):
@@ -425,6 +478,107 @@ def drain_receiver(receiver: RTCRtpReceiver, kind: str) -> ReceiverTap:
 # --------------------------------------------------------------------------- fan-out
 
 
+class _ReceiverInternals:
+    """What aiortc's ``RTCRtpReceiver._handle_rtp_packet`` updates for each packet,
+    for :meth:`PublishedTrack._receive_rtp` (all made once, in the receiver's
+    ``__init__``)."""
+
+    __slots__ = (
+        "_active_at",
+        "_active_ssrc",
+        "active",
+        "decoder_error",
+        "estimator",
+        "nack",
+        "streams",
+    )
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        for name in (
+            _RECEIVER_ACTIVE,
+            _RECEIVER_STREAMS,
+            _RECEIVER_NACK,
+            _ESTIMATOR,
+            _RECEIVER_DECODER_ERROR,
+            _RECEIVER_RTCP_SSRC,
+            _RECEIVER_CODECS,
+            "_enabled",
+            "_send_rtcp",
+            "_send_rtcp_nack",
+        ):
+            if not hasattr(receiver, name):
+                raise HookError(f"aiortc's RTCRtpReceiver has no {name}")
+        self.active: dict[int, Any] = getattr(receiver, _RECEIVER_ACTIVE)
+        self.streams: dict[int, StreamStatistics] = getattr(receiver, _RECEIVER_STREAMS)
+        self.nack: NackGenerator | None = getattr(receiver, _RECEIVER_NACK)
+        self.estimator: RemoteBitrateEstimator | None = getattr(receiver, _ESTIMATOR)
+        self.decoder_error: threading.Event = getattr(receiver, _RECEIVER_DECODER_ERROR)
+        self._active_ssrc: int | None = None
+        self._active_at = 0.0
+
+    def mark_active(self, ssrc: int) -> None:
+        """``getSynchronizationSources``' record of when ``ssrc`` was last heard,
+        refreshed every ``ACTIVE_SOURCE_REFRESH`` s (aiortc: every packet)."""
+        now = time.monotonic()
+        if ssrc != self._active_ssrc or now - self._active_at >= ACTIVE_SOURCE_REFRESH:
+            self.active[ssrc] = clock.current_datetime()
+            self._active_ssrc, self._active_at = ssrc, now
+
+
+class SentPacket(RtpPacket):
+    """A forwarded packet as a sender's NACK history keeps it: the bytes sent (before
+    SRTP), and ``RtpPacket``'s fields for aiortc's ``RTCRtpSender._retransmit``
+    (which serializes it again with the sender's map, or wraps it for RTX).
+    Made without ``RtpPacket.__init__``: its header extensions are built only when
+    read (an RTX retransmission)."""
+
+    def __init__(
+        self,
+        wire: bytes,
+        extensions_map: Any,
+        marker: int,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        mid: str | None,
+        abs_send_time: int,
+        audio_level: Any,
+    ) -> None:
+        self.version = 2
+        self.marker = marker
+        self.payload_type = payload_type
+        self.sequence_number = sequence_number
+        self.timestamp = timestamp
+        self.ssrc = ssrc
+        self.csrc: list[int] = []
+        self.payload = payload
+        self.padding_size = 0
+        self._wire = wire
+        self._map = extensions_map
+        self._values = (mid, abs_send_time, audio_level)
+
+    @property  # type: ignore[override]
+    def extensions(self) -> HeaderExtensions:
+        mid, abs_send_time, audio_level = self._values
+        return HeaderExtensions(mid=mid, abs_send_time=abs_send_time, audio_level=audio_level)
+
+    def serialize(self, extensions_map: Any = None) -> bytes:
+        if extensions_map is self._map:
+            return self._wire
+        packet = RtpPacket(
+            payload_type=self.payload_type,
+            marker=self.marker,
+            sequence_number=self.sequence_number,
+            timestamp=self.timestamp,
+            ssrc=self.ssrc,
+            payload=self.payload,
+        )
+        packet.extensions = self.extensions
+        return packet.serialize(extensions_map or HeaderExtensionsMap())
+
+
 class EncodedFrame:
     __slots__ = ("arrival", "codec_name", "keyframe", "packet")
 
@@ -468,6 +622,7 @@ class EncodedTrack(MediaStreamTrack):
         self.remb: tuple[int, float] | None = None
         self._inline = True
         self._send_now: Callable[[bytes], None] | None = None
+        self._writer: fastpath.RtpWriter | None = None
 
     def push(self, frame: EncodedFrame) -> None:
         if not self._armed or self.readyState != "live":
@@ -569,6 +724,12 @@ class EncodedTrack(MediaStreamTrack):
         self._extensions = getattr(sender, _SENDER_EXTENSIONS)
         self._history = getattr(sender, _SENDER_HISTORY)
         self._send_now = fastpath.rtp_sender(sender.transport) if self._inline else None
+        self._writer = None
+        if self._send_now is not None:
+            try:
+                self._writer = fastpath.RtpWriter(self._extensions)
+            except fastpath.FastPathError:
+                pass  # aiortc's serialize, as on the stock path
         self._out_next = random16()
         self._seq_offset = 0
         self._ts_offset = random32()
@@ -581,16 +742,78 @@ class EncodedTrack(MediaStreamTrack):
     async def forward(self, packet: RtpPacket, starts: bool, ends: bool, now: int) -> None:
         """Send one of the publisher's packets on (``starts``: a keyframe or audio
         packet starts with it; ``ends``: it ends a frame; ``now``: the NTP clock)."""
-        if not self._armed or self.readyState != "live":
+        if self._send_now is not None:
+            self.forward_now(packet, starts, ends, now)
             return
+        seq = self._out_sequence(packet, starts, ends)
+        if seq is None:
+            return
+        out = self._out_packet(packet, seq, now)
+        self._history[seq % RTP_HISTORY_SIZE] = out
+        try:
+            await self.sender.transport._send_rtp(out.serialize(self._extensions))  # type: ignore[union-attr]
+        except ConnectionError:  # not connected (yet, or any more)
+            return
+        self._count_sent(seq, out.timestamp, len(out.payload), ends, now)
+
+    def forward_now(self, packet: RtpPacket, starts: bool, ends: bool, now: int) -> None:
+        """:meth:`forward` on the inline path (``_send_now``): no coroutine, and the
+        packet written by :class:`relay.fastpath.RtpWriter` (aiortc's bytes)."""
+        seq = self._out_sequence(packet, starts, ends)
+        if seq is None:
+            return
+        writer = self._writer
+        if writer is None:
+            out = self._out_packet(packet, seq, now)
+            wire = out.serialize(self._extensions)
+        else:
+            ssrc = self.sender._ssrc  # type: ignore[union-attr]
+            timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+            abs_send_time = (now >> 14) & 0x00FFFFFF
+            level = packet.extensions.audio_level
+            wire = writer.write(
+                packet.marker,
+                self._payload_type,
+                seq,
+                timestamp,
+                ssrc,
+                self._mid,
+                abs_send_time,
+                level,
+                packet.payload,
+            )
+            out = SentPacket(
+                wire,
+                self._extensions,
+                packet.marker,
+                self._payload_type,
+                seq,
+                timestamp,
+                ssrc,
+                packet.payload,
+                self._mid,
+                abs_send_time,
+                level,
+            )
+        self._history[seq % RTP_HISTORY_SIZE] = out
+        try:
+            self._send_now(wire)  # type: ignore[misc]
+        except ConnectionError:  # not connected (yet, or any more)
+            return
+        self._count_sent(seq, out.timestamp, len(out.payload), ends, now)
+
+    def _out_sequence(self, packet: RtpPacket, starts: bool, ends: bool) -> int | None:
+        """This copy's sequence number for ``packet``, or None: not sent to it."""
+        if not self._armed or self.readyState != "live":
+            return None
         if self.paused:
             self.withheld += ends
-            return
+            return None
         seq = packet.sequence_number
         if self._need_keyframe:
             if not starts:
                 self.dropped += ends
-                return
+                return None
             self._need_keyframe = False
             # Continue our numbering without a gap (after a pause too).
             self._seq_offset = (self._out_next - seq) & 0xFFFF
@@ -600,32 +823,32 @@ class EncodedTrack(MediaStreamTrack):
             if (seq - self._in_first) & 0xFFFF > 0x4000:
                 self._in_first = (seq - 0x4000) & 0xFFFF
         elif (self._in_highest - seq) & 0xFFFF > (self._in_highest - self._in_first) & 0xFFFF:
-            return  # older than this copy's first keyframe: useless to the subscriber
-        sender = self.sender
+            return None  # older than this copy's first keyframe: useless to the subscriber
+        return (seq + self._seq_offset) & 0xFFFF
+
+    def _out_packet(self, packet: RtpPacket, seq: int, now: int) -> RtpPacket:
         out = RtpPacket(
             payload_type=self._payload_type,
             marker=packet.marker,
-            sequence_number=(seq + self._seq_offset) & 0xFFFF,
+            sequence_number=seq,
             timestamp=(packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
-            ssrc=sender._ssrc,
+            ssrc=self.sender._ssrc,  # type: ignore[union-attr]
             payload=packet.payload,
         )
         out.extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
         out.extensions.mid = self._mid
         out.extensions.audio_level = packet.extensions.audio_level
-        self._history[out.sequence_number % RTP_HISTORY_SIZE] = out
-        try:
-            if self._send_now is not None:
-                self._send_now(out.serialize(self._extensions))
-            else:
-                await sender.transport._send_rtp(out.serialize(self._extensions))
-        except ConnectionError:  # not connected (yet, or any more)
-            return
-        if (out.sequence_number - self._out_next) & 0xFFFF < 0x8000:
-            self._out_next = (out.sequence_number + 1) & 0xFFFF
+        return out
+
+    def _count_sent(self, seq: int, timestamp: int, size: int, ends: bool, now: int) -> None:
+        """What the sender's own loop counts for a packet it sent (its RTCP sender
+        reports carry them)."""
+        if (seq - self._out_next) & 0xFFFF < 0x8000:
+            self._out_next = (seq + 1) & 0xFFFF
+        sender = self.sender
         setattr(sender, _SENDER_NTP, now)
-        setattr(sender, _SENDER_RTP_TIMESTAMP, out.timestamp)
-        setattr(sender, _SENDER_OCTETS, getattr(sender, _SENDER_OCTETS) + len(out.payload))
+        setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
+        setattr(sender, _SENDER_OCTETS, getattr(sender, _SENDER_OCTETS) + size)
         setattr(sender, _SENDER_PACKETS, getattr(sender, _SENDER_PACKETS) + 1)
         self.sent += ends
 
@@ -798,6 +1021,10 @@ class PublishedTrack:
         self.frames_forwarded = 0
         #: REMB sent to the publisher lowered to what a subscriber can take
         self.remb_capped = 0
+        #: REMB packets sent to the publisher
+        self.remb_sent = 0
+        #: RTP packets taken the short way (:meth:`_receive_rtp`), not aiortc's
+        self.rtp_taken = 0
         self.pli_sent = 0
         self.pli_requested = 0
         self._loop = asyncio.get_event_loop()
@@ -821,6 +1048,8 @@ class PublishedTrack:
         self._outbox: list[RtpPacket] = []
         self._h264_sps_seen = False
         self._codec_payload_type: int | None = None
+        self._internals: _ReceiverInternals | None = None
+        self._packet_tap: PacketTap | None = None
         if self.rtp_forwarding:
             self._hook_packets()
         if kind == "video":
@@ -889,6 +1118,7 @@ class PublishedTrack:
                             fci=pack_remb_fci(cap, ssrcs),
                         )
                         self.remb_capped += 1
+                self.remb_sent += 1
             await send_rtcp(packet)
 
         self.receiver._send_rtcp = capped  # type: ignore[method-assign]
@@ -913,11 +1143,8 @@ class PublishedTrack:
             def make_buffer() -> JitterBuffer:
                 return JitterBuffer(capacity, prefetch=prefetch, is_video=is_video)
 
-        setattr(
-            receiver,
-            _JITTER_BUFFER,
-            PacketTap(make_buffer, self._outbox.append, self._frames_wanted),
-        )
+        self._packet_tap = PacketTap(make_buffer, self._outbox.append, self._frames_wanted)
+        setattr(receiver, _JITTER_BUFFER, self._packet_tap)
         handle_rtp = receiver._handle_rtp_packet
 
         async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
@@ -928,12 +1155,23 @@ class PublishedTrack:
                 await self._forward_packet(kept)
 
         receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+        if isinstance(receiver, RTCRtpReceiver):
+            try:
+                self._internals = _ReceiverInternals(receiver)
+            except HookError as exc:
+                logger.warning("relay: aiortc's receive path stays in use: %s", exc)
+            else:
+                fastpath.set_rtp_handler(receiver, self._receive_rtp)
 
     def _frames_wanted(self) -> bool:
         """Whether whole frames are needed: for a recorder, or for decoding."""
         return bool(self.observers) or self.tap.decode
 
     async def _forward_packet(self, packet: RtpPacket) -> None:
+        self._fan_out(packet)
+
+    def _fan_out(self, packet: RtpPacket) -> None:
+        """Send a packet aiortc's receiver has finished with to every subscriber."""
         if self.closed:
             return
         if packet.payload_type != self._codec_payload_type:
@@ -944,7 +1182,9 @@ class PublishedTrack:
             if self.codec is None or codec.name.lower() != self.codec_name:
                 self.codec = codec
         video = self.kind == "video"
-        if video and self.codec_name == "h264":
+        if not video:
+            starts = True
+        elif self.codec_name == "h264":
             # A keyframe starts at its SPS (then PPS, then IDR slices, the first of
             # each fragmented NAL unit carrying a start code): once the stream has
             # shown an SPS, only a packet with one starts a subscriber's copy; a
@@ -954,10 +1194,10 @@ class PublishedTrack:
                 self._h264_sps_seen = starts = True
             else:
                 starts = not self._h264_sps_seen and _h264_has_nal(data, (5,))
+        elif self.codec_name == "vp8":
+            starts = vp8_starts_keyframe(packet.payload)
         else:
-            starts = not video or starts_keyframe(
-                self.codec_name, packet.payload, getattr(packet, "_data", b"")
-            )
+            starts = starts_keyframe(self.codec_name, packet.payload, getattr(packet, "_data", b""))
         ends = not video or bool(packet.marker)
         if starts and video:
             self._keyframe_wanted = False
@@ -972,11 +1212,92 @@ class PublishedTrack:
         now = fastpath.ntp_time()
         for sink in tuple(sinks):
             try:
-                await sink.forward(packet, starts, ends, now)
+                if sink._send_now is not None:
+                    sink.forward_now(packet, starts, ends, now)
+                else:
+                    fastpath.run_inline(sink.forward(packet, starts, ends, now))
             except Exception:  # one subscriber must never break the publisher's stream
                 logger.exception("relay forwarding to a subscriber failed")
         if ends:
             self.frames_forwarded += len(sinks)
+
+    # -- packets in, the short way (the inline media path)
+    def _receive_rtp(self, data: bytes, arrival_time_ms: int) -> bool:
+        """Take a decrypted RTP packet of this track from the inline path
+        (:func:`relay.fastpath.set_rtp_handler`) and forward it, doing on the way
+        what aiortc's ``_handle_rtp_data`` and ``_handle_rtp_packet`` do for a
+        packet that reaches only our :class:`PacketTap`, in the same order: the
+        bitrate estimator (REMB), the active sources, the statistics of receiver
+        reports, NACK. What it leaves out has no effect here: the debug log, the
+        depayloading a VP8 packet needs only for its keyframe test (made on the
+        payload, :func:`vp8_starts_keyframe`; a descriptor aiortc would refuse is
+        dropped as aiortc drops it), the jitter buffer (a :class:`PacketTap` that
+        only forwards). ``getSynchronizationSources``' time is refreshed every
+        ``ACTIVE_SOURCE_REFRESH`` s, not for every packet.
+
+        Returns False, touching nothing, for any packet aiortc must handle: another
+        payload type (RTX, a codec not seen yet), whole frames wanted (a recorder,
+        decoding), a disabled receiver, a decoder error to report, a packet that
+        does not parse."""
+        receiver = self.receiver
+        internals = self._internals
+        payload_type = data[1] & 0x7F if len(data) > 1 else -1
+        if (
+            payload_type != self._codec_payload_type
+            or internals is None
+            or self.closed
+            or not receiver._enabled
+            or self._frames_wanted()
+            or internals.decoder_error.is_set()
+        ):
+            return False
+        dtls = receiver.transport
+        if receiver not in dtls._rtp_router.payload_type_table.get(payload_type, ()):
+            return False
+        try:
+            packet = RtpPacket.parse(data, dtls._rtp_header_extensions_map)
+        except ValueError:
+            return False
+        self.rtp_taken += 1
+        ssrc = packet.ssrc
+        estimator = internals.estimator
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=ssrc,
+            )
+            rtcp_ssrc = getattr(receiver, _RECEIVER_RTCP_SSRC)
+            if rtcp_ssrc is not None and remb is not None:
+                fci = pack_remb_fci(*remb)
+                remb_packet = RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci
+                )
+                fastpath.run_inline(receiver._send_rtcp(remb_packet))
+        internals.mark_active(ssrc)
+        streams = internals.streams
+        statistics = streams.get(ssrc)
+        if statistics is None:
+            codec = getattr(receiver, _RECEIVER_CODECS).get(payload_type)
+            if codec is None:
+                return False  # renegotiated away: aiortc's way
+            statistics = streams[ssrc] = StreamStatistics(codec.clockRate)
+        statistics.add(packet)
+        nack = internals.nack
+        if nack is not None and nack.add(packet):
+            fastpath.run_inline(receiver._send_rtcp_nack(ssrc, sorted(nack.missing)))
+        name = self.codec_name
+        try:
+            if name == "vp8" and packet.payload:
+                vp8_descriptor_size(packet.payload)  # aiortc's depayloader would refuse it
+            elif name == "h264":
+                packet._data = depayload(self.codec, packet.payload) if packet.payload else b""  # type: ignore[arg-type,attr-defined]
+        except ValueError:
+            return True  # dropped, as aiortc drops it (counted, NACKed)
+        self._packet_tap._buffer = None  # type: ignore[union-attr]  # as PacketTap.add would
+        self._fan_out(packet)
+        return True
 
     # -- frames in
     def _on_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame, keyframe: bool) -> None:
@@ -1094,6 +1415,9 @@ class PublishedTrack:
         if self.closed:
             return
         self.closed = True
+        if self._internals is not None:
+            fastpath.set_rtp_handler(self.receiver, None)
+            self._internals = None
         if self._pli_timer is not None:
             self._pli_timer.cancel()
             self._pli_timer = None

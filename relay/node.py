@@ -220,11 +220,14 @@ class RelayNode:
             "queue_seconds_max": max((t.residence_max for t in sinks), default=0.0),
             "pli_sent": sum(src.pli_sent for src in published),
             "remb_capped": sum(src.remb_capped for src in published),
+            "remb_sent": sum(src.remb_sent for src in published),
             "paused_tracks": sum(1 for t in sinks if t.paused),
             "frames_withheld": sum(t.withheld for t in sinks),
             # packets of the open sessions received inline, and handler errors there
             "fast_receive_packets": sum(p.packets for p in paths),
             "fast_receive_errors": sum(p.errors for p in paths),
+            # of which RTP packets a forwarded track took without aiortc's handler
+            "fast_rtp_packets": sum(src.rtp_taken for src in published),
             **self.recorder.stats(),
         }
 

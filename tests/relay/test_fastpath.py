@@ -301,6 +301,7 @@ async def test_the_node_receives_and_forwards_inline(relay) -> None:
     assert await bob.wait_video(20, timeout=6)
     stats = relay.node.stats()
     assert stats["fast_receive_packets"] > 40 and stats["fast_receive_errors"] == 0
+    assert stats["fast_rtp_packets"] > 30, "the video track takes its packets the short way"
     # the subscriber's copy leaves through the inline sender, not aiortc's coroutines
     sink = next(t for s in relay.node.sessions.values() for t in s.tracks if t.kind == "video")
     sent = []
@@ -358,8 +359,55 @@ async def test_the_stock_path_still_forwards() -> None:
             relay.track(pc)
             assert await bob.wait_video(20, timeout=6)
             assert relay.node.stats()["fast_receive_packets"] == 0
+            assert relay.node.stats()["fast_rtp_packets"] == 0
             sinks = [t for s in app.state.node.sessions.values() for t in s.tracks]
             assert all(getattr(t, "_send_now", None) is None for t in sinks)
         finally:
             await asyncio.gather(*(pc.close() for pc in relay.pcs), return_exceptions=True)
             await app.state.node.shutdown()
+
+
+# --------------------------------------------------------------------------- the way out
+
+
+@pytest.mark.parametrize(
+    ("ids", "mid"),
+    [
+        ({"mid": 1, "abs_send_time": 3, "audio_level": 2}, "0"),  # one-byte form
+        ({"mid": 15, "abs_send_time": 3, "audio_level": 2}, "1"),  # an ID over 14: two-byte
+        ({"mid": 4, "abs_send_time": 9, "audio_level": 1}, "x" * 17),  # a value over 16 bytes
+        ({"abs_send_time": 3}, "0"),  # no MID negotiated
+        ({"mid": 1, "abs_send_time": 3}, None),  # no MID given
+        ({"mid": 1}, "video"),  # no abs-send-time
+        ({}, "0"),  # no extensions at all
+    ],
+)
+def test_the_rtp_writer_writes_aiortcs_bytes(ids, mid) -> None:
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    extensions_map = HeaderExtensionsMap()
+    for name, value in ids.items():
+        setattr(extensions_map._HeaderExtensionsMap__ids, name, value)
+    writer = fastpath.RtpWriter(extensions_map)
+    rng = random.Random(5)
+    for level in (None, (True, 37), (False, 127), None):
+        for _ in range(20):
+            fields = dict(
+                payload_type=rng.choice((96, 111, 127)), marker=rng.randrange(2),
+                sequence_number=rng.randrange(1 << 16), timestamp=rng.randrange(1 << 32),
+                ssrc=rng.randrange(1 << 32), payload=rng.randbytes(rng.randrange(0, 1200)),
+            )  # fmt: skip
+            abs_send_time = rng.randrange(1 << 24)
+            packet = RtpPacket(**fields)
+            packet.extensions.mid, packet.extensions.audio_level = mid, level
+            packet.extensions.abs_send_time = abs_send_time
+            written = writer.write(
+                fields["marker"], fields["payload_type"], fields["sequence_number"],
+                fields["timestamp"], fields["ssrc"], mid, abs_send_time, level, fields["payload"],
+            )  # fmt: skip
+            assert written == packet.serialize(extensions_map)
+    # and it follows the map when aiortc configures it later
+    extensions_map._HeaderExtensionsMap__ids.abs_send_time = 7
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"x")
+    packet.extensions.mid, packet.extensions.abs_send_time = mid, 99
+    assert writer.write(0, 96, 1, 2, 3, mid, 99, None, b"x") == packet.serialize(extensions_map)

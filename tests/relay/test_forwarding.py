@@ -14,7 +14,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from relay import forwarding
+from relay import fastpath, forwarding
 from relay.forwarding import (
     EncodedFrame,
     EncodedTrack,
@@ -424,3 +424,200 @@ async def test_an_h264_subscriber_starts_at_the_sps_and_each_keyframe_counts_onc
     assert [p.payload for p in transport.sent] == [*key, *delta]
     assert source.tap.keyframes == 2, "one per SPS-led keyframe, not per packet or slice"
     source.close()
+
+
+# --------------------------------------------------------------------------- the short way in
+
+
+def test_the_vp8_descriptor_is_measured_as_aiortc_parses_it() -> None:
+    from aiortc.codecs.vpx import VpxPayloadDescriptor
+
+    rng = np.random.default_rng(7)
+    headers = [bytes([x, y, p, q, r, s]) for x in (0x00, 0x10, 0x80, 0x90) for y in
+               (0x00, 0x80, 0x40, 0x20, 0x10, 0xF0, 0xC0, 0x30) for p in (0x05, 0x85)
+               for q, r, s in [tuple(rng.integers(0, 256, 3))]]  # fmt: skip
+    for header in headers:
+        payload = header + b"\x9d\x01\x2a\x00"
+        for cut in range(len(payload) + 1):  # every truncation too
+            data = payload[:cut]
+            try:
+                _, rest = VpxPayloadDescriptor.parse(data)
+            except ValueError:
+                with pytest.raises(ValueError, match="VPX descriptor"):
+                    forwarding.vp8_descriptor_size(data)
+                continue
+            assert data[forwarding.vp8_descriptor_size(data) :] == rest, data.hex()
+    key, *deltas = _rtp_payloads(VP8, "libvpx")
+    assert forwarding.vp8_starts_keyframe(key[0])
+    assert not any(forwarding.vp8_starts_keyframe(p) for frame in deltas for p in frame)
+    assert not forwarding.vp8_starts_keyframe(b"") and not forwarding.vp8_starts_keyframe(b"\x90")
+
+
+class _RtcpSink:
+    """A receiver's DTLS transport, as far as its RTCP and our short way in go."""
+
+    state = "connected"
+
+    def __init__(self) -> None:
+        from aiortc.rtcdtlstransport import RtpRouter
+        from aiortc.rtp import HeaderExtensionsMap
+
+        self._rtp_router = RtpRouter()
+        self._rtp_header_extensions_map = HeaderExtensionsMap()
+        self._rtp_header_extensions_map._HeaderExtensionsMap__ids.abs_send_time = 3
+        self.rtcp: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.rtcp.append(data)
+
+
+async def test_the_short_way_in_leaves_aiortcs_receiver_as_its_own_handler_would(
+    monkeypatch,
+) -> None:
+    # given two publishers' receivers, one fed by aiortc's handler, one the short way
+    import aiortc.rtcrtpreceiver
+    from aiortc import RTCRtpReceiver, RTCRtpSender
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket
+
+    clock_now = [1000.0]
+    monkeypatch.setattr(aiortc.rtcrtpreceiver.time, "time", lambda: clock_now[0])
+    sides = []
+    for _ in range(2):
+        dtls = _RtcpSink()
+        receiver = RTCRtpReceiver("video", dtls)  # type: ignore[arg-type]
+        receiver._RTCRtpReceiver__codecs[VP8.payloadType] = VP8
+        receiver._RTCRtpReceiver__rtcp_ssrc = 1234
+        dtls._rtp_router.register_receiver(receiver, ssrcs=[], payload_types=[VP8.payloadType])
+        source = PublishedTrack(receiver, "video", VP8)
+        out = _FakeDtls()
+        sink = source.add_sink()
+        sink.bind_sender(RTCRtpSender("video", out))  # type: ignore[arg-type]
+        sink._start_rtp(VP8)
+        sink._out_next, sink._ts_offset = 5000, 0
+        sides.append((dtls, receiver, source, out))
+    frames = _rtp_payloads(VP8, "libvpx")
+
+    # when the same five seconds of packets reach both, with a loss and a late packet
+    packets = []
+    seq, held = 100, None
+    for n in range(150):
+        payloads = frames[0] if n % 30 == 0 else frames[1 + n % 2]
+        for i, payload in enumerate(payloads):
+            packet = RtpPacket(payload_type=VP8.payloadType, sequence_number=seq & 0xFFFF,
+                               timestamp=n * 3000, ssrc=42, payload=payload)  # fmt: skip
+            packet.marker = int(i == len(payloads) - 1)
+            packet.extensions.abs_send_time = (int(n * 33.3 * 262.144) + i) & 0xFFFFFF
+            data = packet.serialize(sides[0][0]._rtp_header_extensions_map)
+            seq += 1
+            if n == 40 and i == 0:
+                held = data  # lost for now, arrives three frames later
+                continue
+            packets.append((1000 + n * 33 + i, data))
+            if n == 43 and i == 0:
+                packets.append((1000 + n * 33 + i, held))
+    (a_dtls, a_receiver, a_source, a_out), (b_dtls, b_receiver, b_source, b_out) = sides
+    for arrival, data in packets:
+        clock_now[0] = arrival / 1000
+        await a_receiver._handle_rtp_packet(
+            RtpPacket.parse(data, a_dtls._rtp_header_extensions_map), arrival_time_ms=arrival
+        )
+        if not b_source._receive_rtp(data, arrival):
+            await b_receiver._handle_rtp_packet(
+                RtpPacket.parse(data, b_dtls._rtp_header_extensions_map), arrival_time_ms=arrival
+            )
+
+    # then the short way took all but the first packet
+    assert b_source.rtp_taken == len(packets) - 1 and a_source.rtp_taken == 0
+
+    # and both receivers asked for the same lost packet and sent the same REMBs
+    def feedback(dtls: _RtcpSink) -> list[bytes]:
+        kept = []
+        for data in dtls.rtcp:
+            for rtcp in RtcpPacket.parse(data):
+                nack = isinstance(rtcp, RtcpRtpfbPacket)
+                remb = isinstance(rtcp, RtcpPsfbPacket) and rtcp.fmt == RTCP_PSFB_APP
+                if nack or remb:
+                    kept.append(bytes(rtcp))
+        return kept
+
+    a_feedback = feedback(a_dtls)
+    assert any(b[1] == 205 for b in a_feedback), "a NACK for the lost packet"
+    assert sum(b[1] == 206 for b in a_feedback) >= 3, "REMBs"
+    assert feedback(b_dtls) == a_feedback
+    # and keep the same statistics for their receiver reports and sources
+    a_stats = a_receiver._RTCRtpReceiver__remote_streams[42].__dict__
+    assert b_receiver._RTCRtpReceiver__remote_streams[42].__dict__ == a_stats
+    assert a_stats["packets_received"] == len(packets)
+    a_nack = a_receiver._RTCRtpReceiver__nack_generator
+    b_nack = b_receiver._RTCRtpReceiver__nack_generator
+    assert (b_nack.max_seq, b_nack.missing) == (a_nack.max_seq, a_nack.missing)
+    assert [s.source for s in b_receiver.getSynchronizationSources()] == [42]
+    # and forward the same packets, counted alike
+    assert len(a_out.sent) == len(packets)
+    assert [(p.sequence_number, p.timestamp, p.marker, p.payload) for p in b_out.sent] == [
+        (p.sequence_number, p.timestamp, p.marker, p.payload) for p in a_out.sent
+    ]
+    assert (b_source.tap.frames, b_source.tap.keyframes, b_source.frames_forwarded) == (
+        a_source.tap.frames, a_source.tap.keyframes, a_source.frames_forwarded,
+    )  # fmt: skip
+    assert a_source.tap.keyframes == 5
+
+    # when whole frames are wanted (a recorder), aiortc's handler takes over
+    b_source.observers.add(lambda *args: None)
+    assert not b_source._receive_rtp(packets[-1][1], packets[-1][0] + 1)
+    b_source.observers.clear()
+    # and a retransmission's payload type, or a closed track, is always left to it
+    rtx = bytearray(packets[-1][1])
+    rtx[1] = (rtx[1] & 0x80) | 98
+    assert not b_source._receive_rtp(bytes(rtx), packets[-1][0] + 2)
+    b_source.close()
+    assert not hasattr(b_receiver, fastpath.RTP_HANDLER)
+    assert not b_source._receive_rtp(packets[-1][1], packets[-1][0] + 3)
+    a_source.close()
+
+
+@pytest.mark.parametrize("rtx", [False, True])
+async def test_a_forwarded_packet_is_sent_again_as_aiortc_would_send_it(rtx) -> None:
+    # given a sender whose NACK history holds a packet the short way sent
+    from aiortc import RTCRtpSender
+    from aiortc.rtp import HeaderExtensions, unwrap_rtx
+
+    transport = _FakeDtls()
+    sender = RTCRtpSender("video", transport)  # type: ignore[arg-type]
+    extensions_map = sender._RTCRtpSender__rtp_header_extensions_map
+    ids = extensions_map._HeaderExtensionsMap__ids
+    ids.mid, ids.abs_send_time = 1, 2
+    if rtx:
+        sender._RTCRtpSender__rtx_payload_type = 98
+    writer = fastpath.RtpWriter(extensions_map)
+    wire = writer.write(1, 97, 777, 90000, sender._ssrc, "0", 12345, None, b"payload")
+    sent = forwarding.SentPacket(
+        wire, extensions_map, 1, 97, 777, 90000, sender._ssrc, b"payload", "0", 12345, None
+    )
+    sender._RTCRtpSender__rtp_history[777 % forwarding.RTP_HISTORY_SIZE] = sent
+    assert sent.extensions == HeaderExtensions(mid="0", abs_send_time=12345)
+
+    raw: list[bytes] = []
+    send_rtp = transport._send_rtp
+
+    async def capture(data: bytes) -> None:
+        raw.append(data)
+        await send_rtp(data)
+
+    transport._send_rtp = capture  # type: ignore[method-assign]
+
+    # when the subscriber asks for it again
+    await sender._retransmit(777)
+
+    # then the bytes are those first sent, or their RTX wrapping, as for aiortc's packet
+    again = transport.sent[-1]
+    if rtx:
+        assert again.payload_type == 98 and again.ssrc == sender._rtx_ssrc
+        again = unwrap_rtx(again, payload_type=97, ssrc=sender._ssrc)
+    assert (again.sequence_number, again.timestamp, again.marker, again.payload) == (
+        777, 90000, 1, b"payload",
+    )  # fmt: skip
+    extensions = RtpPacket.parse(raw[-1], extensions_map).extensions
+    assert (extensions.abs_send_time, extensions.mid) == (12345, "0")
+    if not rtx:
+        assert raw[-1] == wire
