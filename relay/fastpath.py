@@ -67,6 +67,9 @@ from aiortc.rate import (
 )
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, is_rtcp, pack_header_extensions
+from pylibsrtp import _srtp_assert
+from pylibsrtp._binding import ffi as _ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +151,12 @@ class SrtpReceiver:
     connection by reference counting alone (``close()`` breaks its one cycle),
     and the hooks installed on it must not make it wait for the collector."""
 
-    __slots__ = ("_connection", "_dtls", "errors", "packets")
+    __slots__ = ("_connection", "_dtls", "_srtp", "errors", "packets")
 
     def __init__(self, dtls: RTCDtlsTransport, connection: Any) -> None:
         self._dtls = weakref.ref(dtls)
         self._connection = weakref.ref(connection)
+        self._srtp: SrtpSession | None = None
         self.packets = 0
         self.errors = 0
 
@@ -176,15 +180,19 @@ class SrtpReceiver:
             type(connection).data_received(connection, data, component)
 
     def receive(self, dtls: RTCDtlsTransport, data: bytes) -> None:
-        setattr(dtls, _RX_BYTES, getattr(dtls, _RX_BYTES) + len(data))
-        setattr(dtls, _RX_PACKETS, getattr(dtls, _RX_PACKETS) + 1)
+        counts = dtls.__dict__
+        counts[_RX_BYTES] += len(data)
+        counts[_RX_PACKETS] += 1
         self.packets += 1
         try:
             if is_rtcp(data):
                 coro = dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data))
             else:
                 arrival = ntp_ms()
-                plain = dtls._rx_srtp.unprotect(data)
+                srtp = self._srtp
+                if srtp is None or srtp.session is not dtls._rx_srtp:
+                    srtp = self._srtp = srtp_session(dtls._rx_srtp)
+                plain = srtp.unprotect(data)
                 # a receiver that forwards its packets may take them itself
                 receiver = dtls._rtp_router.ssrc_table.get(int.from_bytes(plain[8:12], "big"))
                 handler = getattr(receiver, RTP_HANDLER, None)
@@ -260,6 +268,173 @@ def install_transport(dtls: RTCDtlsTransport) -> SrtpReceiver | None:
     return srtp
 
 
+# --------------------------------------------------------------------------- RTP in
+
+
+class InboundRtp:
+    """A publisher's RTP packet as the short way in needs it: the fields of aiortc's
+    ``RtpPacket`` that its statistics, NACK generator and our forwarding read, with
+    the abs-send-time and audio-level header extensions (``extensions`` is the
+    packet itself, so ``packet.extensions.audio_level`` reads as on aiortc's)."""
+
+    __slots__ = (
+        "_data",
+        "abs_send_time",
+        "audio_level",
+        "marker",
+        "padding_size",
+        "payload",
+        "payload_type",
+        "sequence_number",
+        "ssrc",
+        "timestamp",
+    )
+
+    @property
+    def extensions(self) -> InboundRtp:
+        return self
+
+
+def parse_rtp(data: bytes, extensions_map: HeaderExtensionsMap) -> InboundRtp | None:
+    """``RtpPacket.parse`` for the common packet: no CSRC, no padding, header
+    extensions in the one-byte form (or none). None for anything else, and for
+    whatever aiortc's parse would refuse: such packets go aiortc's way. Tests
+    compare the fields with aiortc's parse on random and damaged packets."""
+    size = len(data)
+    if size < 12:
+        return None
+    first = data[0]
+    if first & 0xEF != 0x80:  # version 2, no padding, no CSRC (X may be set)
+        return None
+    packet = InboundRtp()
+    second, packet.sequence_number, packet.timestamp, packet.ssrc = _RTP_FIELDS.unpack_from(data, 1)
+    packet.marker = second >> 7
+    packet.payload_type = second & 0x7F
+    packet.padding_size = 0
+    packet.abs_send_time = packet.audio_level = None
+    if not first & 0x10:
+        packet.payload = data[12:]
+        return packet
+    if size < 16:
+        return None
+    profile, words = _EXTENSION_HEADER.unpack_from(data, 12)
+    end = 16 + 4 * words
+    if profile != 0xBEDE or size < end:
+        return None
+    ids = extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+    at = 16
+    while at < end:  # as aiortc's unpack_header_extensions and HeaderExtensionsMap.get
+        byte = data[at]
+        if not byte:  # padding
+            at += 1
+            continue
+        x_id, length = byte >> 4, (byte & 0x0F) + 1
+        at += 1
+        if at + length > end:
+            return None
+        if x_id == ids.mid or x_id == ids.repaired_rtp_stream_id or x_id == ids.rtp_stream_id:
+            try:  # not needed here, but aiortc refuses a packet that does not decode
+                data[at : at + length].decode("utf8" if x_id == ids.mid else "ascii")
+            except UnicodeDecodeError:
+                return None
+        elif x_id == ids.abs_send_time:
+            if length != 3:
+                return None
+            packet.abs_send_time = int.from_bytes(data[at : at + 3], "big")
+        elif x_id == ids.transmission_offset:
+            if length != 3:
+                return None
+        elif x_id == ids.audio_level:
+            if length != 1:
+                return None
+            level = data[at]
+            packet.audio_level = (level & 0x80 == 0x80, level & 0x7F)
+        elif x_id == ids.transport_sequence_number and length != 2:
+            return None
+        at += length
+    packet.payload = data[end:]
+    return packet
+
+
+_RTP_FIELDS = struct.Struct("!BHLL")
+
+
+# --------------------------------------------------------------------------- SRTP
+
+
+class SrtpSession:
+    """``pylibsrtp.Session.protect`` / ``unprotect`` (1.0) without the per-call
+    allocation and checks of its ``__process``: the same libsrtp calls on the
+    session's own buffer, the same ``pylibsrtp.Error`` on failure."""
+
+    __slots__ = ("_buffer", "_cdata", "_length", "_srtp", "session")
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self.session = session
+        self._srtp = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._length = _ffi.new("int *")
+
+    def protect(self, data: bytes) -> bytes:
+        return self._process(data, _srtp_protect, _PROTECT_TRAILER)
+
+    def unprotect(self, data: bytes) -> bytes:
+        return self._process(data, _srtp_unprotect, 0)
+
+    def _process(self, data: bytes, call: Any, trailer: int) -> bytes:
+        size = len(data)
+        if size > _SRTP_BUFFER - trailer:
+            raise ValueError("packet is too long")
+        length = self._length
+        length[0] = size
+        buffer = self._buffer
+        buffer[0:size] = data
+        status = call(self._srtp, self._cdata, length)
+        if status:
+            _srtp_assert(status)
+        return buffer[0 : length[0]]
+
+
+class _OwnSession:
+    """A session used through pylibsrtp's own methods (where :class:`SrtpSession`
+    does not fit the installed pylibsrtp)."""
+
+    __slots__ = ("protect", "session", "unprotect")
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self.session = session
+        self.protect = session.protect
+        self.unprotect = session.unprotect
+
+
+def srtp_session(session: pylibsrtp.Session) -> SrtpSession | _OwnSession:
+    """The quicker way to ``session``'s protect and unprotect, where it fits."""
+    return SrtpSession(session) if _SRTP_FITS else _OwnSession(session)
+
+
+def _srtp_fits() -> bool:
+    session = pylibsrtp.Session()
+    fits = (
+        all(hasattr(session, name) for name in ("_srtp", "_cdata", "_buffer"))
+        and len(session._cdata) == _SRTP_BUFFER
+        and _SRTP_OK == 0
+    )
+    if not fits:
+        logger.warning(
+            "relay: pylibsrtp %s is not 1.0's; its own methods are used", pylibsrtp.__version__
+        )
+    return fits
+
+
+_srtp_protect = _srtp_lib.srtp_protect
+_srtp_unprotect = _srtp_lib.srtp_unprotect
+_SRTP_OK = _srtp_lib.srtp_err_status_ok
+_SRTP_BUFFER = 1500
+_PROTECT_TRAILER = pylibsrtp.SRTP_MAX_TRAILER_LEN
+_SRTP_FITS = _srtp_fits()
+
+
 # --------------------------------------------------------------------------- way out
 
 
@@ -275,6 +450,10 @@ def rtp_sender(dtls: Any) -> Callable[[bytes], None] | None:
         if not hasattr(dtls, name):
             return None
     nominated = connection._nominated
+    counts = dtls.__dict__
+    # the selected pair's socket and address, and the SRTP session, made once each
+    route: list[Any] = [None, None, None]  # pair, transport's sendto, address
+    srtp: list[Any] = [None]
 
     def send(data: bytes) -> None:
         if dtls._state is not State.CONNECTED:
@@ -282,12 +461,17 @@ def rtp_sender(dtls: Any) -> Callable[[bytes], None] | None:
         pair = nominated.get(1)
         if pair is None:
             raise ConnectionError("Cannot send data, not connected")
-        data = dtls._tx_srtp.protect(data)
-        # what StunProtocol.send_data does (its transport is the socket's, or a
-        # TurnTransport wrapping the packet for the TURN server)
-        pair.protocol.transport.sendto(data, pair.remote_addr)
-        setattr(dtls, _TX_BYTES, getattr(dtls, _TX_BYTES) + len(data))
-        setattr(dtls, _TX_PACKETS, getattr(dtls, _TX_PACKETS) + 1)
+        session = srtp[0]
+        if session is None or session.session is not dtls._tx_srtp:
+            session = srtp[0] = srtp_session(dtls._tx_srtp)
+        data = session.protect(data)
+        if route[0] is not pair:
+            # what StunProtocol.send_data does (its transport is the socket's, or a
+            # TurnTransport wrapping the packet for the TURN server)
+            route[:] = [pair, pair.protocol.transport.sendto, pair.remote_addr]
+        route[1](data, route[2])
+        counts[_TX_BYTES] += len(data)
+        counts[_TX_PACKETS] += 1
 
     return send
 

@@ -153,6 +153,8 @@ _SENDER_NTP = "_RTCRtpSender__ntp_timestamp"
 _SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 _SENDER_OCTETS = "_RTCRtpSender__octet_count"
 _SENDER_PACKETS = "_RTCRtpSender__packet_count"
+#: A publisher's RTP packet: aiortc's, or the short way in's (same fields).
+Packet = RtpPacket | fastpath.InboundRtp
 #: Codecs forwarded as-is (others are decoded and re-encoded).
 FORWARDABLE = frozenset({"vp8", "h264", "opus"})
 VIDEO_QUEUE_FRAMES = 30
@@ -739,7 +741,7 @@ class EncodedTrack(MediaStreamTrack):
         if self.kind == "video" and self.source is not None:
             self.source.request_keyframe()
 
-    async def forward(self, packet: RtpPacket, starts: bool, ends: bool, now: int) -> None:
+    async def forward(self, packet: Packet, starts: bool, ends: bool, now: int) -> None:
         """Send one of the publisher's packets on (``starts``: a keyframe or audio
         packet starts with it; ``ends``: it ends a frame; ``now``: the NTP clock)."""
         if self._send_now is not None:
@@ -756,7 +758,7 @@ class EncodedTrack(MediaStreamTrack):
             return
         self._count_sent(seq, out.timestamp, len(out.payload), ends, now)
 
-    def forward_now(self, packet: RtpPacket, starts: bool, ends: bool, now: int) -> None:
+    def forward_now(self, packet: Packet, starts: bool, ends: bool, now: int) -> None:
         """:meth:`forward` on the inline path (``_send_now``): no coroutine, and the
         packet written by :class:`relay.fastpath.RtpWriter` (aiortc's bytes)."""
         seq = self._out_sequence(packet, starts, ends)
@@ -802,7 +804,7 @@ class EncodedTrack(MediaStreamTrack):
             return
         self._count_sent(seq, out.timestamp, len(out.payload), ends, now)
 
-    def _out_sequence(self, packet: RtpPacket, starts: bool, ends: bool) -> int | None:
+    def _out_sequence(self, packet: Packet, starts: bool, ends: bool) -> int | None:
         """This copy's sequence number for ``packet``, or None: not sent to it."""
         if not self._armed or self.readyState != "live":
             return None
@@ -826,7 +828,7 @@ class EncodedTrack(MediaStreamTrack):
             return None  # older than this copy's first keyframe: useless to the subscriber
         return (seq + self._seq_offset) & 0xFFFF
 
-    def _out_packet(self, packet: RtpPacket, seq: int, now: int) -> RtpPacket:
+    def _out_packet(self, packet: Packet, seq: int, now: int) -> RtpPacket:
         out = RtpPacket(
             payload_type=self._payload_type,
             marker=packet.marker,
@@ -845,11 +847,11 @@ class EncodedTrack(MediaStreamTrack):
         reports carry them)."""
         if (seq - self._out_next) & 0xFFFF < 0x8000:
             self._out_next = (seq + 1) & 0xFFFF
-        sender = self.sender
-        setattr(sender, _SENDER_NTP, now)
-        setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
-        setattr(sender, _SENDER_OCTETS, getattr(sender, _SENDER_OCTETS) + size)
-        setattr(sender, _SENDER_PACKETS, getattr(sender, _SENDER_PACKETS) + 1)
+        state = self.sender.__dict__
+        state[_SENDER_NTP] = now
+        state[_SENDER_RTP_TIMESTAMP] = timestamp
+        state[_SENDER_OCTETS] += size
+        state[_SENDER_PACKETS] += 1
         self.sent += ends
 
     def set_paused(self, paused: bool) -> None:
@@ -1170,7 +1172,7 @@ class PublishedTrack:
     async def _forward_packet(self, packet: RtpPacket) -> None:
         self._fan_out(packet)
 
-    def _fan_out(self, packet: RtpPacket) -> None:
+    def _fan_out(self, packet: Packet) -> None:
         """Send a packet aiortc's receiver has finished with to every subscriber."""
         if self.closed:
             return
@@ -1182,9 +1184,10 @@ class PublishedTrack:
             if self.codec is None or codec.name.lower() != self.codec_name:
                 self.codec = codec
         video = self.kind == "video"
+        name = self.codec_name
         if not video:
             starts = True
-        elif self.codec_name == "h264":
+        elif name == "h264":
             # A keyframe starts at its SPS (then PPS, then IDR slices, the first of
             # each fragmented NAL unit carrying a start code): once the stream has
             # shown an SPS, only a packet with one starts a subscriber's copy; a
@@ -1194,10 +1197,10 @@ class PublishedTrack:
                 self._h264_sps_seen = starts = True
             else:
                 starts = not self._h264_sps_seen and _h264_has_nal(data, (5,))
-        elif self.codec_name == "vp8":
+        elif name == "vp8":
             starts = vp8_starts_keyframe(packet.payload)
         else:
-            starts = starts_keyframe(self.codec_name, packet.payload, getattr(packet, "_data", b""))
+            starts = starts_keyframe(name, packet.payload, getattr(packet, "_data", b""))
         ends = not video or bool(packet.marker)
         if starts and video:
             self._keyframe_wanted = False
@@ -1254,9 +1257,8 @@ class PublishedTrack:
         dtls = receiver.transport
         if receiver not in dtls._rtp_router.payload_type_table.get(payload_type, ()):
             return False
-        try:
-            packet = RtpPacket.parse(data, dtls._rtp_header_extensions_map)
-        except ValueError:
+        packet = fastpath.parse_rtp(data, dtls._rtp_header_extensions_map)
+        if packet is None:  # unusual, or refused by aiortc's parse
             return False
         self.rtp_taken += 1
         ssrc = packet.ssrc

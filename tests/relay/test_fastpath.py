@@ -411,3 +411,110 @@ def test_the_rtp_writer_writes_aiortcs_bytes(ids, mid) -> None:
     packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"x")
     packet.extensions.mid, packet.extensions.abs_send_time = mid, 99
     assert writer.write(0, 96, 1, 2, 3, mid, 99, None, b"x") == packet.serialize(extensions_map)
+
+
+def test_the_srtp_session_protects_and_unprotects_as_pylibsrtp_does() -> None:
+    import pylibsrtp
+    from aiortc.rtp import RtpPacket
+
+    key = bytes(range(30))
+
+    def session(direction: int) -> pylibsrtp.Session:
+        policy = pylibsrtp.Policy(key=key, ssrc_type=direction)
+        return pylibsrtp.Session(policy=policy)
+
+    outbound = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+    inbound = pylibsrtp.Policy.SSRC_ANY_INBOUND
+    theirs, ours = session(outbound), fastpath.srtp_session(session(outbound))
+    assert isinstance(ours, fastpath.SrtpSession), "pylibsrtp 1.0, as pinned"
+    receiver, own_receiver = fastpath.srtp_session(session(inbound)), session(inbound)
+    rng = random.Random(3)
+    for seq in range(200):
+        packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000,
+                           ssrc=7, payload=rng.randbytes(rng.randrange(0, 1300)))  # fmt: skip
+        plain = packet.serialize()
+        protected = ours.protect(plain)
+        assert protected == theirs.protect(plain)
+        assert receiver.unprotect(protected) == own_receiver.unprotect(protected) == plain
+    # a replayed or damaged packet fails as pylibsrtp's does; so does one too long
+    with pytest.raises(pylibsrtp.Error, match="replay"):
+        receiver.unprotect(protected)
+    damaged = bytearray(ours.protect(RtpPacket(sequence_number=500, ssrc=7).serialize()))
+    damaged[-1] ^= 1
+    with pytest.raises(pylibsrtp.Error, match="auth"):
+        receiver.unprotect(bytes(damaged))
+    with pytest.raises(ValueError, match="too long"):
+        ours.protect(bytes(1400))
+
+
+# --------------------------------------------------------------------------- RTP in
+
+
+def _parse_both(data: bytes, extensions_map):
+    import struct
+
+    from aiortc.rtp import RtpPacket
+
+    try:
+        theirs = RtpPacket.parse(data, extensions_map)
+    except (ValueError, struct.error):
+        theirs = None
+    return theirs, fastpath.parse_rtp(data, extensions_map)
+
+
+def test_rtp_packets_are_read_as_aiortc_reads_them_or_left_to_it() -> None:
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    extensions_map = HeaderExtensionsMap()
+    ids = extensions_map._HeaderExtensionsMap__ids
+    ids.mid, ids.abs_send_time, ids.audio_level, ids.transmission_offset = 1, 3, 2, 5
+    ids.transport_sequence_number, ids.rtp_stream_id = 4, 10
+    rng = random.Random(11)
+    taken = 0
+    for n in range(3000):
+        packet = RtpPacket(
+            payload_type=rng.randrange(128), marker=rng.randrange(2),
+            sequence_number=rng.randrange(1 << 16), timestamp=rng.randrange(1 << 32),
+            ssrc=rng.randrange(1 << 32), payload=rng.randbytes(rng.randrange(0, 300)),
+        )  # fmt: skip
+        extensions = packet.extensions
+        if rng.random() < 0.8:
+            extensions.abs_send_time = rng.randrange(1 << 24)
+        if rng.random() < 0.3:
+            extensions.mid = rng.choice(("0", "1", "video"))
+        if rng.random() < 0.3:
+            extensions.audio_level = (rng.random() < 0.5, rng.randrange(128))
+        if rng.random() < 0.1:
+            extensions.transport_sequence_number = rng.randrange(1 << 16)
+        if rng.random() < 0.05:
+            packet.csrc = [rng.randrange(1 << 32)]
+        if rng.random() < 0.05:
+            packet.padding_size = rng.randrange(1, 20)
+        data = packet.serialize(extensions_map)
+        if n % 3 == 1:  # damaged: a byte changed, or cut short
+            damaged = bytearray(data)
+            damaged[rng.randrange(min(len(data), 24))] = rng.randrange(256)
+            data = bytes(damaged)
+        elif n % 3 == 2:
+            data = data[: rng.randrange(len(data) + 1)]
+        theirs, ours = _parse_both(data, extensions_map)
+        if ours is None:
+            continue
+        taken += 1
+        assert theirs is not None, data.hex()
+        fields = ("marker", "payload_type", "sequence_number", "timestamp", "ssrc", "payload",
+                  "padding_size")  # fmt: skip
+        assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields]
+        assert ours.extensions.abs_send_time == theirs.extensions.abs_send_time
+        assert ours.extensions.audio_level == theirs.extensions.audio_level
+        assert theirs.csrc == []
+    assert taken > 1500, "the common packet is read here"
+    # the forms left to aiortc: padding, CSRC, two-byte extensions, another version
+    plain = RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"x")
+    with_padding = RtpPacket(payload_type=96, payload=b"x")
+    with_padding.padding_size = 4
+    two_byte = RtpPacket(payload_type=96, payload=b"x")
+    two_byte.extensions.mid = "m" * 20
+    for data in (with_padding.serialize(), two_byte.serialize(extensions_map), b"\x40" + bytes(20)):
+        assert fastpath.parse_rtp(data, extensions_map) is None
+    assert fastpath.parse_rtp(plain.serialize(), extensions_map).payload == b"x"
