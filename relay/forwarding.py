@@ -1011,6 +1011,7 @@ class PublishedTrack:
         self.kind = kind
         self.track = receiver.track
         self.codec = codec
+        self._named: tuple[RTCRtpCodecParameters | None, str] = (None, "")
         self.pli_interval = pli_interval
         self.maxlen = video_queue_frames if kind == "video" else audio_queue_frames
         self.stock_transcode = stock_transcode
@@ -1059,7 +1060,10 @@ class PublishedTrack:
 
     @property
     def codec_name(self) -> str:
-        return self.codec.name.lower() if self.codec is not None else ""
+        codec = self.codec
+        if codec is not self._named[0]:  # read for every packet: worked out once per codec
+            self._named = (codec, codec.name.lower() if codec is not None else "")
+        return self._named[1]
 
     @property
     def forwardable(self) -> bool:
@@ -1250,7 +1254,8 @@ class PublishedTrack:
             or internals is None
             or self.closed
             or not receiver._enabled
-            or self._frames_wanted()
+            or self.observers  # whole frames wanted (as _frames_wanted)
+            or self.tap.decode
             or internals.decoder_error.is_set()
         ):
             return False
