@@ -508,6 +508,24 @@ class RtpWriter:
         audio_level: tuple[bool, int] | None,
         payload: bytes,
     ) -> bytes:
+        """The packet's bytes: :meth:`header`, then the payload."""
+        header = self.header(
+            marker, payload_type, sequence_number, timestamp, ssrc, mid, abs_send_time, audio_level
+        )
+        return header + payload
+
+    def header(
+        self,
+        marker: int,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        mid: str | None,
+        abs_send_time: int,
+        audio_level: tuple[bool, int] | None,
+    ) -> bytes:
+        """The fixed header and the header extensions of the packet."""
         ids = self._ids
         key = (ids.mid, ids.abs_send_time, ids.audio_level, mid, audio_level is not None)
         layout = self._layouts.get(key)
@@ -522,13 +540,13 @@ class RtpWriter:
             ssrc,
         )
         if not template:
-            return head + payload
+            return head
         extension = bytearray(template)
         if abs_at:
             extension[abs_at : abs_at + 3] = (abs_send_time & 0xFFFFFF).to_bytes(3, "big")
         if level_at:
             extension[level_at] = (0x80 if audio_level[0] else 0) | (audio_level[1] & 0x7F)  # type: ignore[index]
-        return b"".join((head, extension, payload))
+        return head + extension
 
     @staticmethod
     def _layout(key: tuple[Any, ...]) -> tuple[bytes, int, int]:

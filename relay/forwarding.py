@@ -528,15 +528,16 @@ class _ReceiverInternals:
 
 
 class SentPacket(RtpPacket):
-    """A forwarded packet as a sender's NACK history keeps it: the bytes sent (before
-    SRTP), and ``RtpPacket``'s fields for aiortc's ``RTCRtpSender._retransmit``
+    """A forwarded packet as a sender's NACK history keeps it: the header written for
+    this sender (the payload is the publisher's, shared by every subscriber's
+    history), and ``RtpPacket``'s fields for aiortc's ``RTCRtpSender._retransmit``
     (which serializes it again with the sender's map, or wraps it for RTX).
     Made without ``RtpPacket.__init__``: its header extensions are built only when
     read (an RTX retransmission)."""
 
     def __init__(
         self,
-        wire: bytes,
+        header: bytes,
         extensions_map: Any,
         marker: int,
         payload_type: int,
@@ -557,7 +558,7 @@ class SentPacket(RtpPacket):
         self.csrc: list[int] = []
         self.payload = payload
         self.padding_size = 0
-        self._wire = wire
+        self._header = header
         self._map = extensions_map
         self._values = (mid, abs_send_time, audio_level)
 
@@ -568,7 +569,7 @@ class SentPacket(RtpPacket):
 
     def serialize(self, extensions_map: Any = None) -> bytes:
         if extensions_map is self._map:
-            return self._wire
+            return self._header + self.payload
         packet = RtpPacket(
             payload_type=self.payload_type,
             marker=self.marker,
@@ -773,7 +774,7 @@ class EncodedTrack(MediaStreamTrack):
             timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
             abs_send_time = (now >> 14) & 0x00FFFFFF
             level = packet.extensions.audio_level
-            wire = writer.write(
+            header = writer.header(
                 packet.marker,
                 self._payload_type,
                 seq,
@@ -782,10 +783,10 @@ class EncodedTrack(MediaStreamTrack):
                 self._mid,
                 abs_send_time,
                 level,
-                packet.payload,
             )
+            wire = header + packet.payload
             out = SentPacket(
-                wire,
+                header,
                 self._extensions,
                 packet.marker,
                 self._payload_type,
@@ -1265,8 +1266,15 @@ class PublishedTrack:
         packet = fastpath.parse_rtp(data, dtls._rtp_header_extensions_map)
         if packet is None:  # unusual, or refused by aiortc's parse
             return False
-        self.rtp_taken += 1
         ssrc = packet.ssrc
+        streams = internals.streams
+        statistics = streams.get(ssrc)
+        if statistics is None:  # a new source: its statistics start at its clock rate
+            codec = getattr(receiver, _RECEIVER_CODECS).get(payload_type)
+            if codec is None:
+                return False  # not a codec of this receiver (any more): aiortc's way
+            statistics = streams[ssrc] = StreamStatistics(codec.clockRate)
+        self.rtp_taken += 1
         estimator = internals.estimator
         if estimator is not None and packet.extensions.abs_send_time is not None:
             remb = estimator.add(
@@ -1283,13 +1291,6 @@ class PublishedTrack:
                 )
                 fastpath.run_inline(receiver._send_rtcp(remb_packet))
         internals.mark_active(ssrc)
-        streams = internals.streams
-        statistics = streams.get(ssrc)
-        if statistics is None:
-            codec = getattr(receiver, _RECEIVER_CODECS).get(payload_type)
-            if codec is None:
-                return False  # renegotiated away: aiortc's way
-            statistics = streams[ssrc] = StreamStatistics(codec.clockRate)
         statistics.add(packet)
         nack = internals.nack
         if nack is not None and nack.add(packet):

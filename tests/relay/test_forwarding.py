@@ -471,31 +471,53 @@ class _RtcpSink:
         self.rtcp.append(data)
 
 
+class _RawDtls(_FakeDtls):
+    """A sender's transport keeping the bytes too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.raw.append(data)
+        await super()._send_rtp(data)
+
+
+@pytest.mark.parametrize(("codec", "encoder"), [(VP8, "libvpx"), (H264, "libx264")])
 async def test_the_short_way_in_leaves_aiortcs_receiver_as_its_own_handler_would(
-    monkeypatch,
+    monkeypatch, codec, encoder
 ) -> None:
-    # given two publishers' receivers, one fed by aiortc's handler, one the short way
+    # given two publishers' receivers, one fed by aiortc's handler and forwarded through
+    # aiortc's serialize and send, one the short way in and out
     import aiortc.rtcrtpreceiver
     from aiortc import RTCRtpReceiver, RTCRtpSender
     from aiortc.rtp import RTCP_PSFB_APP, RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket
 
     clock_now = [1000.0]
     monkeypatch.setattr(aiortc.rtcrtpreceiver.time, "time", lambda: clock_now[0])
+    monkeypatch.setattr(fastpath, "ntp_time", lambda: 0x1234567890ABCDEF)
     sides = []
-    for _ in range(2):
+    for short in (False, True):
         dtls = _RtcpSink()
         receiver = RTCRtpReceiver("video", dtls)  # type: ignore[arg-type]
-        receiver._RTCRtpReceiver__codecs[VP8.payloadType] = VP8
+        receiver._RTCRtpReceiver__codecs[codec.payloadType] = codec
         receiver._RTCRtpReceiver__rtcp_ssrc = 1234
-        dtls._rtp_router.register_receiver(receiver, ssrcs=[], payload_types=[VP8.payloadType])
-        source = PublishedTrack(receiver, "video", VP8)
-        out = _FakeDtls()
+        dtls._rtp_router.register_receiver(receiver, ssrcs=[], payload_types=[codec.payloadType])
+        source = PublishedTrack(receiver, "video", codec)
+        out = _RawDtls()
         sink = source.add_sink()
-        sink.bind_sender(RTCRtpSender("video", out))  # type: ignore[arg-type]
-        sink._start_rtp(VP8)
-        sink._out_next, sink._ts_offset = 5000, 0
+        sender = RTCRtpSender("video", out)  # type: ignore[arg-type]
+        sender._ssrc = 777
+        ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
+        ids.mid, ids.abs_send_time = 1, 3
+        sink.bind_sender(sender)
+        sink._start_rtp(codec)
+        sink._mid, sink._out_next, sink._ts_offset = "0", 5000, 0
+        if short:  # the inline sender, with its writer, straight to the "socket"
+            sink._writer = fastpath.RtpWriter(sink._extensions)
+            sink._send_now = out.raw.append
         sides.append((dtls, receiver, source, out))
-    frames = _rtp_payloads(VP8, "libvpx")
+    frames = _rtp_payloads(codec, encoder)
 
     # when the same five seconds of packets reach both, with a loss and a late packet
     packets = []
@@ -503,7 +525,7 @@ async def test_the_short_way_in_leaves_aiortcs_receiver_as_its_own_handler_would
     for n in range(150):
         payloads = frames[0] if n % 30 == 0 else frames[1 + n % 2]
         for i, payload in enumerate(payloads):
-            packet = RtpPacket(payload_type=VP8.payloadType, sequence_number=seq & 0xFFFF,
+            packet = RtpPacket(payload_type=codec.payloadType, sequence_number=seq & 0xFFFF,
                                timestamp=n * 3000, ssrc=42, payload=payload)  # fmt: skip
             packet.marker = int(i == len(payloads) - 1)
             packet.extensions.abs_send_time = (int(n * 33.3 * 262.144) + i) & 0xFFFFFF
@@ -552,27 +574,46 @@ async def test_the_short_way_in_leaves_aiortcs_receiver_as_its_own_handler_would
     b_nack = b_receiver._RTCRtpReceiver__nack_generator
     assert (b_nack.max_seq, b_nack.missing) == (a_nack.max_seq, a_nack.missing)
     assert [s.source for s in b_receiver.getSynchronizationSources()] == [42]
-    # and forward the same packets, counted alike
-    assert len(a_out.sent) == len(packets)
-    assert [(p.sequence_number, p.timestamp, p.marker, p.payload) for p in b_out.sent] == [
-        (p.sequence_number, p.timestamp, p.marker, p.payload) for p in a_out.sent
-    ]
+    # and forward the same bytes (aiortc's serialize on one side, the writer on the other)
+    assert len(a_out.raw) == len(packets) and b_out.raw == a_out.raw
     assert (b_source.tap.frames, b_source.tap.keyframes, b_source.frames_forwarded) == (
         a_source.tap.frames, a_source.tap.keyframes, a_source.frames_forwarded,
     )  # fmt: skip
     assert a_source.tap.keyframes == 5
+    # and a retransmission from the short way's history is aiortc's packet again
+    b_sender = next(iter(b_source.sinks)).sender
+    recent = a_out.raw[-5]
+    await b_sender._retransmit(int.from_bytes(recent[2:4], "big"))
+    assert len(b_out.raw) == len(a_out.raw) + 1 and b_out.raw[-1] == recent
+    b_out.raw.pop()
 
     # when whole frames are wanted (a recorder), aiortc's handler takes over
+    last, arrival = packets[-1][1], packets[-1][0]
     b_source.observers.add(lambda *args: None)
-    assert not b_source._receive_rtp(packets[-1][1], packets[-1][0] + 1)
+    assert not b_source._receive_rtp(last, arrival + 1)
     b_source.observers.clear()
-    # and a retransmission's payload type, or a closed track, is always left to it
-    rtx = bytearray(packets[-1][1])
+    # and so it does for a disabled receiver, a decoder error to report, another
+    # payload type (a retransmission), touching nothing
+    before = (b_source.rtp_taken, a_stats["packets_received"], len(b_out.raw))
+    b_receiver._enabled = False
+    assert not b_source._receive_rtp(last, arrival + 2)
+    b_receiver._enabled = True
+    b_receiver._RTCRtpReceiver__decoder_error.set()
+    assert not b_source._receive_rtp(last, arrival + 3)
+    b_receiver._RTCRtpReceiver__decoder_error.clear()
+    rtx = bytearray(last)
     rtx[1] = (rtx[1] & 0x80) | 98
-    assert not b_source._receive_rtp(bytes(rtx), packets[-1][0] + 2)
+    assert not b_source._receive_rtp(bytes(rtx), arrival + 4)
+    stats = b_receiver._RTCRtpReceiver__remote_streams[42].__dict__
+    assert (b_source.rtp_taken, stats["packets_received"], len(b_out.raw)) == before
+    if codec is VP8:  # a descriptor aiortc's depayloader refuses is dropped, counted
+        damaged = RtpPacket(payload_type=codec.payloadType, sequence_number=seq & 0xFFFF,
+                            timestamp=999_000, ssrc=42, payload=b"\x80")  # fmt: skip
+        assert b_source._receive_rtp(damaged.serialize(), arrival + 5)
+        assert stats["packets_received"] == before[1] + 1 and len(b_out.raw) == before[2]
     b_source.close()
     assert not hasattr(b_receiver, fastpath.RTP_HANDLER)
-    assert not b_source._receive_rtp(packets[-1][1], packets[-1][0] + 3)
+    assert not b_source._receive_rtp(last, arrival + 6)
     a_source.close()
 
 
@@ -590,9 +631,11 @@ async def test_a_forwarded_packet_is_sent_again_as_aiortc_would_send_it(rtx) -> 
     if rtx:
         sender._RTCRtpSender__rtx_payload_type = 98
     writer = fastpath.RtpWriter(extensions_map)
-    wire = writer.write(1, 97, 777, 90000, sender._ssrc, "0", 12345, None, b"payload")
+    header = writer.header(1, 97, 777, 90000, sender._ssrc, "0", 12345, None)
+    wire = header + b"payload"
+    assert wire == writer.write(1, 97, 777, 90000, sender._ssrc, "0", 12345, None, b"payload")
     sent = forwarding.SentPacket(
-        wire, extensions_map, 1, 97, 777, 90000, sender._ssrc, b"payload", "0", 12345, None
+        header, extensions_map, 1, 97, 777, 90000, sender._ssrc, b"payload", "0", 12345, None
     )
     sender._RTCRtpSender__rtp_history[777 % forwarding.RTP_HISTORY_SIZE] = sent
     assert sent.extensions == HeaderExtensions(mid="0", abs_send_time=12345)
