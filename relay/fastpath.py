@@ -496,24 +496,6 @@ class RtpWriter:
         self._ids = ids  # configure() updates it in place
         self._layouts: dict[tuple[Any, ...], tuple[bytes, int, int]] = {}
 
-    def write(
-        self,
-        marker: int,
-        payload_type: int,
-        sequence_number: int,
-        timestamp: int,
-        ssrc: int,
-        mid: str | None,
-        abs_send_time: int,
-        audio_level: tuple[bool, int] | None,
-        payload: bytes,
-    ) -> bytes:
-        """The packet's bytes: :meth:`header`, then the payload."""
-        header = self.header(
-            marker, payload_type, sequence_number, timestamp, ssrc, mid, abs_send_time, audio_level
-        )
-        return header + payload
-
     def header(
         self,
         marker: int,
@@ -525,7 +507,8 @@ class RtpWriter:
         abs_send_time: int,
         audio_level: tuple[bool, int] | None,
     ) -> bytes:
-        """The fixed header and the header extensions of the packet."""
+        """The fixed header and the header extensions of the packet: the payload
+        follows them."""
         ids = self._ids
         key = (ids.mid, ids.abs_send_time, ids.audio_level, mid, audio_level is not None)
         layout = self._layouts.get(key)

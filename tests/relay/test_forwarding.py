@@ -633,7 +633,6 @@ async def test_a_forwarded_packet_is_sent_again_as_aiortc_would_send_it(rtx) -> 
     writer = fastpath.RtpWriter(extensions_map)
     header = writer.header(1, 97, 777, 90000, sender._ssrc, "0", 12345, None)
     wire = header + b"payload"
-    assert wire == writer.write(1, 97, 777, 90000, sender._ssrc, "0", 12345, None, b"payload")
     sent = forwarding.SentPacket(
         header, extensions_map, 1, 97, 777, 90000, sender._ssrc, b"payload", "0", 12345, None
     )
