@@ -19,7 +19,9 @@ the referrals), one relay node (the video). The load, all at the same time:
   whole run.
 
 ``TELEHEALTH_LOAD_SECONDS`` (default 180) is the measured time; a warm-up of
-``WARMUP_S`` comes before it and ``DRAIN_S`` after it for the last deliveries.
+``WARMUP_S`` comes before it and ``DRAIN_S`` after it for the last deliveries,
+longer while deliveries still arrive (up to ``DRAIN_MAX_S``: on a slow machine the
+web tier falls behind, and the test is about nothing lost, not about speed).
 The web process's resident memory is read from ``/proc`` after the warm-up and
 at the end of the drain; its growth must stay under ``RSS_GROWTH_BOUND_MB``.
 """
@@ -66,6 +68,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(tra
 LOAD_SECONDS = float(os.environ.get("TELEHEALTH_LOAD_SECONDS", "180"))
 WARMUP_S = 20.0
 DRAIN_S = 10.0
+#: Deliveries still arriving after DRAIN_S are waited for, up to this: the test checks
+#: that nothing is lost, doubled or reordered under load on any machine; whether the
+#: service keeps up is the chat benchmark's figure (README), not an assertion here.
+DRAIN_MAX_S = 150.0
 SOCKETS = 1000
 ROOM_SIZE = 4
 RATE = 100.0  # chat messages/s in all: 400 deliveries/s across the 1,000 sockets
@@ -219,7 +225,12 @@ async def _load(port: int, pids: dict[str, int], world: dict, web_log) -> dict:
         for i, person in enumerate(world["people"])
     ]
     params = loadgen.LoadParams(
-        rate=RATE, warmup=WARMUP_S, duration=LOAD_SECONDS, drain=DRAIN_S, procs=2
+        rate=RATE,
+        warmup=WARMUP_S,
+        duration=LOAD_SECONDS,
+        drain=DRAIN_S,
+        drain_max=DRAIN_MAX_S,
+        procs=2,
     )
     rss: list[tuple[float, float]] = []
     sampler = asyncio.create_task(_sample_rss(web_pid, rss))
