@@ -34,7 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from privacy import selectors
 from privacy.models import (
@@ -883,8 +883,28 @@ def deletion_report(result: dict[str, Any]) -> dict[str, Any]:
         ],
         "retention_until": result.get("retention_until"),
         # Deletion leaves appointments and referrals standing (docs/privacy.md): the
-        # coordinator sees them first. Waiting-list places are cancelled by it.
+        # coordinator sees them first, in words naming only those there are.
+        # Waiting-list places are cancelled by it.
         "open_appointments": result.get("open_appointments", 0),
         "open_referrals": result.get("open_referrals", 0),
+        "left_standing": _left_standing(result),
         "waiting_lists": result.get("waiting_lists", 0),
     }
+
+
+def _left_standing(result: dict[str, Any]) -> list[str]:
+    """What completing a deletion leaves standing, in words, only what there is."""
+    standing = []
+    if appointments := result.get("open_appointments", 0):
+        standing.append(
+            ngettext(
+                "%(count)d upcoming appointment", "%(count)d upcoming appointments", appointments
+            )
+            % {"count": appointments}
+        )
+    if referrals := result.get("open_referrals", 0):
+        standing.append(
+            ngettext("%(count)d open referral", "%(count)d open referrals", referrals)
+            % {"count": referrals}
+        )
+    return standing

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from functools import wraps
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import DateField
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -199,9 +201,18 @@ def request_create(request: HttpRequest) -> str:
 # --- A request, for its patient or a coordinator -------------------------------------------
 
 
-def _corrections(result: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+def _stored_date(value: str) -> date | str:
+    """A date kept in a result as ISO text (a datetime's text too), to show as a date;
+    text that is not one is shown as it is."""
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return value
+
+
+def _corrections(result: dict[str, Any] | None) -> list[tuple[str, Any, Any]]:
     """What a correction changed, as (field as people read it, before, after); a
-    choice shows its label ("Nữ", not "female")."""
+    choice shows its label ("Nữ", not "female"), a date reads as a date (dd/mm/yyyy)."""
     rows = []
     for name, (before, after) in ((result or {}).get("corrected") or {}).items():
         model = User if name in PATIENT_CORRECTABLE_USER else PatientProfile
@@ -209,6 +220,15 @@ def _corrections(result: dict[str, Any] | None) -> list[tuple[str, str, str]]:
             field = model._meta.get_field(name)
         except FieldDoesNotExist:  # a field since renamed: its stored name
             rows.append((name, before, after))
+            continue
+        if isinstance(field, DateField):
+            rows.append(
+                (
+                    capfirst(field.verbose_name),
+                    _local_date(before),
+                    _local_date(after),
+                )
+            )
             continue
         labels = {str(value): label for value, label in field.flatchoices}
         rows.append(
@@ -219,6 +239,11 @@ def _corrections(result: dict[str, Any] | None) -> list[tuple[str, str, str]]:
             )
         )
     return rows
+
+
+def _local_date(value: str | None) -> str | None:
+    stored = _stored_date(value) if value else value
+    return stored.strftime("%d/%m/%Y") if isinstance(stored, date) else stored
 
 
 @login_required
@@ -238,6 +263,8 @@ def request_page(request: HttpRequest, request_id: int) -> HttpResponse:
         if found.kind == DataRequest.Kind.DELETION and found.result
         else None
     )
+    if report and report["retention_until"]:  # ISO text in the result; a date on the page
+        report["retention_until"] = _stored_date(report["retention_until"])
     return render(
         request,
         "privacy/request.html",

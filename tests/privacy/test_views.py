@@ -197,8 +197,53 @@ def test_before_a_deletion_the_coordinator_sees_what_it_leaves_standing(patient,
     made = DataRequest.objects.get(patient=patient)
     # when the coordinator opens the request
     page = signed_in(coordinator).get(f"/privacy/requests/{made.pk}/").content.decode()
-    # then they are told completing does not cancel it
-    assert "Hoàn tất không hủy: 1 lịch hẹn sắp tới, 0 yêu cầu chuyển tuyến đang mở." in page
-    # and not that waiting-list places stay: completing cancels those
+    # then they are told completing does not cancel it, and only that
+    assert "Hoàn tất không hủy: 1 lịch hẹn sắp tới. Hãy hủy trước" in page
     standing = page.split('id="left-standing"', 1)[1].split("</p>", 1)[0]
+    assert "chuyển tuyến" not in standing  # no "0 open referrals"
+    # and not that waiting-list places stay: completing cancels those
     assert "danh sách chờ" not in standing
+
+
+def test_with_nothing_left_standing_the_coordinator_is_not_warned(patient, coordinator):
+    signed_in(patient.user).post("/privacy/requests/", {"kind": "deletion"})
+    made = DataRequest.objects.get(patient=patient)
+
+    page = signed_in(coordinator).get(f"/privacy/requests/{made.pk}/").content.decode()
+
+    assert "Hoàn tất sẽ xóa thông tin liên lạc" in page and 'id="left-standing"' not in page
+
+
+def test_a_finished_deletion_says_until_when_in_the_local_date_form(patient, coordinator):
+    signed_in(patient.user).post("/privacy/requests/", {"kind": "deletion"})
+    made = DataRequest.objects.get(patient=patient)
+    client = signed_in(coordinator)
+    client.post(f"/privacy/requests/{made.pk}/start/")
+    client.post(f"/privacy/requests/{made.pk}/complete/", {"outcome": "Đã xóa."})
+
+    page = client.get(f"/privacy/requests/{made.pk}/").content.decode()
+
+    made.refresh_from_db()
+    until = made.result["retention_until"]
+    day, month, year = until[8:10], until[5:7], until[:4]
+    assert f"Được lưu giữ, có hạn chế, đến {day}/{month}/{year};" in page
+    assert until[:10] not in page
+
+
+def test_a_corrected_date_of_birth_reads_as_a_date(patient, coordinator):
+    patient.date_of_birth = "1980-03-07"
+    patient.save(update_fields=["date_of_birth"])
+    signed_in(patient.user).post("/privacy/requests/", {"kind": "correction", "details": "x"})
+    made = DataRequest.objects.get(patient=patient)
+    client = signed_in(coordinator)
+    client.post(f"/privacy/requests/{made.pk}/start/")
+    client.post(
+        f"/privacy/requests/{made.pk}/complete/",
+        {"date_of_birth": "1980-07-03", "outcome": "Đã sửa."},
+    )
+
+    page = signed_in(patient.user).get(f"/privacy/requests/{made.pk}/").content.decode()
+
+    made.refresh_from_db()
+    assert made.result["corrected"]["date_of_birth"] == ["1980-03-07", "1980-07-03"]
+    assert "<del>07/03/1980</del> → 03/07/1980" in page and "1980-07-03" not in page
