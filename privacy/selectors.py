@@ -23,6 +23,7 @@ from privacy.models import ConsentRecord, DataRequest, ProcessingRestriction, Pu
 from telehealth.audit import audit_record
 from telehealth.errors import Conflict, NotFound
 from telehealth.models import AuditEvent, CareRelationship, PatientProfile, User
+from telehealth.selectors import CoordinatorScope, coordinator_scope
 
 #: Purposes a restriction holds back. Care itself goes on: stopping it could harm the
 #: patient, and the medical record is kept by law whatever the patient asks.
@@ -157,27 +158,7 @@ def restriction_active(*, patient: PatientProfile) -> ProcessingRestriction | No
 # --- Data requests: who sees which ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scope:
-    facility_ids: frozenset[int]
-    province_ids: frozenset[int]
-
-    @property
-    def empty(self) -> bool:
-        return not self.facility_ids and not self.province_ids
-
-
-def coordinator_scope(*, user: User) -> Scope:
-    if not user.is_authenticated or not user.is_active:
-        return Scope(frozenset(), frozenset())
-    rows = list(user.coordinator_assignments.values_list("facility_id", "province_id"))
-    return Scope(
-        facility_ids=frozenset(f for f, _p in rows if f is not None),
-        province_ids=frozenset(p for _f, p in rows if p is not None),
-    )
-
-
-def _covered(scope: Scope, patient_field: str) -> Q:
+def _covered(scope: CoordinatorScope, patient_field: str) -> Q:
     """Patients a coordinator's scope covers: living in one of its provinces, or cared
     for (now or before: any care relationship) by a clinician of one of its
     facilities or of a facility in one of its provinces."""

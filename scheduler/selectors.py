@@ -11,7 +11,6 @@ one referral are audited against its patient; a refused read is audited as
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from scheduler.models import PRIORITY_RANK, Priority, Queue, Referral
 from telehealth.audit import audit_record
 from telehealth.errors import AccessDenied, DomainError, NotFound
 from telehealth.models import AuditEvent, Facility, FacilitySpecialty, Province, User
+from telehealth.selectors import coordinator_scope
 
 WAITING_STATUSES = (Referral.Status.REQUESTED, Referral.Status.RECEIVED)
 ACCEPTED_OR_LATER = (
@@ -42,39 +42,6 @@ OPEN_STATUSES = (
 
 
 # --- Who is who ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CoordinatorScope:
-    facility_ids: frozenset[int]
-    province_ids: frozenset[int]
-
-    def covers(self, facility: Facility | None) -> bool:
-        if facility is None:
-            return False
-        return facility.pk in self.facility_ids or facility.province_id in self.province_ids
-
-    def covers_ids(self, facility_id: int | None, province_id: int | None) -> bool:
-        return facility_id in self.facility_ids or province_id in self.province_ids
-
-    @property
-    def empty(self) -> bool:
-        return not self.facility_ids and not self.province_ids
-
-    def facilities_q(self, prefix: str) -> Q:
-        return Q(**{f"{prefix}__in": self.facility_ids}) | Q(
-            **{f"{prefix}__province_id__in": self.province_ids}
-        )
-
-
-def coordinator_scope(*, user: User) -> CoordinatorScope:
-    if not user.is_authenticated:
-        return CoordinatorScope(frozenset(), frozenset())
-    rows = list(user.coordinator_assignments.values_list("facility_id", "province_id"))
-    return CoordinatorScope(
-        facility_ids=frozenset(f for f, _ in rows if f is not None),
-        province_ids=frozenset(p for _, p in rows if p is not None),
-    )
 
 
 def clinician_of(user: User):  # type: ignore[no-untyped-def]

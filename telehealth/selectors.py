@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import (
@@ -166,6 +167,49 @@ def user_get_profile(*, user_id: int) -> User:
             "coordinator_assignments__province",
         )
         .get(pk=user_id)
+    )
+
+
+# --- Coordinators ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoordinatorScope:
+    """What a coordinator coordinates: facilities, and whole provinces."""
+
+    facility_ids: frozenset[int]
+    province_ids: frozenset[int]
+
+    def covers(self, facility: Facility | None) -> bool:
+        if facility is None:
+            return False
+        return facility.pk in self.facility_ids or facility.province_id in self.province_ids
+
+    def covers_ids(self, facility_id: int | None, province_id: int | None) -> bool:
+        return facility_id in self.facility_ids or province_id in self.province_ids
+
+    @property
+    def empty(self) -> bool:
+        return not self.facility_ids and not self.province_ids
+
+    def facilities_q(self, prefix: str) -> Q:
+        """Rows whose facility (the field ``prefix``) the scope covers."""
+        return Q(**{f"{prefix}__in": self.facility_ids}) | Q(
+            **{f"{prefix}__province_id__in": self.province_ids}
+        )
+
+
+def coordinator_scope(*, user: User) -> CoordinatorScope:
+    """The scope of ``user``'s coordinator assignments; empty for anyone signed out or
+    deactivated, whatever assignments are left on the account."""
+    if not user.is_authenticated or not user.is_active:
+        return CoordinatorScope(frozenset(), frozenset())
+    rows = list(
+        CoordinatorAssignment.objects.filter(user=user).values_list("facility_id", "province_id")
+    )
+    return CoordinatorScope(
+        facility_ids=frozenset(f for f, _p in rows if f is not None),
+        province_ids=frozenset(p for _f, p in rows if p is not None),
     )
 
 

@@ -1,0 +1,48 @@
+"""telehealth/selectors.py: the coordinator scope that scheduler/ and privacy/ both
+decide with, so a coordinator reaches the same patients through either."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+
+from privacy import selectors as privacy_selectors
+from scheduler import selectors as scheduler_selectors
+from telehealth.models import ClinicianProfile
+from telehealth.selectors import coordinator_scope
+from tests.factories import ClinicianFactory, CoordinatorFactory, FacilityFactory, province
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_coordinator_covers_their_facilities_and_whole_provinces():
+    hanoi, hue = province("01"), province("46")
+    facility = FacilityFactory(province=hue)
+    by_province = CoordinatorFactory(province=hanoi)
+    CoordinatorFactory(user=by_province.user, facility=facility, province=None)
+
+    scope = coordinator_scope(user=by_province.user)
+
+    assert scope.facility_ids == {facility.pk} and scope.province_ids == {hanoi.pk}
+    assert scope.covers(facility) and scope.covers(FacilityFactory(province=hanoi))
+    assert not scope.covers(FacilityFactory(province=hue)) and not scope.covers(None)
+    assert scope.covers_ids(None, hanoi.pk) and not scope.covers_ids(None, hue.pk)
+    inside, in_province = (
+        ClinicianFactory(facility=facility),
+        ClinicianFactory(facility=FacilityFactory(province=hanoi)),
+    )
+    outside = ClinicianFactory(facility=FacilityFactory(province=hue))
+    covered = set(ClinicianProfile.objects.filter(scope.facilities_q("facility")))
+    assert {inside, in_province} <= covered and outside not in covered
+
+
+def test_a_deactivated_coordinator_covers_nothing_in_any_app():
+    assignment = CoordinatorFactory()
+    user = assignment.user
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+
+    assert coordinator_scope(user=user).empty
+    assert scheduler_selectors.coordinator_scope(user=user).empty
+    assert privacy_selectors.coordinator_scope(user=user).empty
+    assert coordinator_scope(user=AnonymousUser()).empty
