@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -211,12 +213,42 @@ class Role(models.TextChoices):
     ADMINISTRATOR = "administrator", _("administrator")
 
 
+class UserQuerySet(models.QuerySet["User"]):
+    def update(self, **kwargs: Any) -> int:
+        """A bulk ``update(is_active=False)`` (a script, a shell) deactivates each
+        account that was active the way one save does: sessions, sockets and API
+        tokens closed, audited (``services.user_deactivate``). Every other update is
+        Django's."""
+        if "is_active" not in kwargs or kwargs["is_active"] is not False:
+            return super().update(**kwargs)
+        from django.db import transaction
+
+        from telehealth import services
+
+        with transaction.atomic(using=self.db):
+            ids = list(self.filter(is_active=True).values_list("pk", flat=True))
+            updated = super().update(**kwargs)
+            for user in User.objects.filter(pk__in=ids):
+                services.user_deactivate(user=user, reason="is_active turned off in bulk")
+        return updated
+
+    def update_rows(self, **kwargs: Any) -> int:
+        """Django's update, with nothing added: for ``user_deactivate`` itself."""
+        return super().update(**kwargs)
+
+
+class UserManager(DjangoUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
+    pass
+
+
 class User(AbstractUser):
     """A person who signs in. Roles come from the profiles the person holds.
 
     One person can be, say, a doctor and a patient, or a doctor and a
     coordinator: each role is its own profile row, never a flag here.
     """
+
+    objects = UserManager()
 
     full_name = models.CharField(_("full name"), max_length=150, blank=True)
     phone = models.CharField(_("phone"), max_length=20, blank=True)

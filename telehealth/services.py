@@ -380,8 +380,9 @@ def user_deactivate(
     locked = User.objects.select_for_update().get(pk=user.pk)
     was_active = locked.is_active
     if was_active:
-        # A queryset update sends no post_save: the safety net does not call us again.
-        User.objects.filter(pk=user.pk).update(is_active=False)
+        # A plain row update sends no post_save and skips the bulk guard of
+        # UserQuerySet.update: neither safety net calls us again.
+        User.objects.filter(pk=user.pk).update_rows(is_active=False)
     user.is_active = False
     keys = _user_session_keys(user.pk)
     sessions = session_store().get_model_class().objects.filter(session_key__in=keys).delete()[0]

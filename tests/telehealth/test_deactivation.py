@@ -110,6 +110,40 @@ async def test_saving_is_active_off_anywhere_closes_everything_too():
     )
 
 
+async def test_a_bulk_update_turning_is_active_off_closes_everything_of_each():
+    # given two signed-in people, one already deactivated, and one untouched
+    first, second = await database_sync_to_async(UserFactory.create_batch)(2)
+    gone = await database_sync_to_async(UserFactory)(is_active=False)
+    kept = await database_sync_to_async(UserFactory)()
+    first_in, first_token = await database_sync_to_async(signed_in_everywhere)(first)
+    second_in, second_token = await database_sync_to_async(signed_in_everywhere)(second)
+    await database_sync_to_async(signed_in_everywhere)(kept)
+    socket, _ = await live_socket(second)
+
+    # when a script deactivates them with one queryset update
+    updated = await database_sync_to_async(
+        User.objects.filter(pk__in=[first.pk, second.pk, gone.pk]).update
+    )(is_active=False)
+
+    # then each one that was active is locked out and audited once, like a save
+    assert updated == 3
+    assert await close_code(socket) == 4401
+    await database_sync_to_async(assert_locked_out)(first, first_in, first_token)
+    await database_sync_to_async(assert_locked_out)(second, second_in, second_token)
+    targets = await database_sync_to_async(
+        lambda: sorted(
+            AuditEvent.objects.filter(target__endswith=":deactivated").values_list(
+                "target", flat=True
+            )
+        )
+    )()
+    assert targets == sorted([f"user:{first.pk}:deactivated", f"user:{second.pk}:deactivated"])
+    # and nobody else lost a session; other updates are plain updates
+    assert len(await database_sync_to_async(sessions_of)(kept)) == 2
+    await database_sync_to_async(User.objects.filter(pk=kept.pk).update)(full_name="Đã đổi")
+    assert len(await database_sync_to_async(sessions_of)(kept)) == 2
+
+
 def test_the_admin_action_deactivates_and_records_who_did_it():
     admin = User.objects.create_superuser("root", "root@example.org", PASSWORD)
     user = UserFactory()
