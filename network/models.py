@@ -304,6 +304,16 @@ class AssignmentRun(models.Model):
     # Seconds per stage: read, arcs, solve, greedy, store, total.
     timings = models.JSONField(default=dict, blank=True)
     error = models.CharField(max_length=500, blank=True)
+    # Applying: who asked (the requests are sent in their name) and when the apply task
+    # last showed it was alive; the sweeper sends the task again when that is old.
+    applied_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    applying_seen_at = models.DateTimeField(null=True, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -713,11 +713,12 @@ QUEUED_RUN_GRACE_SECONDS = 120
 def do_assignment_runs_sweep(*, now: Any = None) -> list[int]:
     """Send again the task of runs that never ran: queued for longer than the grace
     period, or running with a worker that died (``STALE_RUN_SECONDS``). Executing is
-    idempotent (``_claim``), so a run whose message was only slow runs once. Beat:
-    every minute."""
+    idempotent (``_claim``), so a run whose message was only slow runs once. Runs
+    being applied whose apply task has not been seen for the grace period get theirs
+    again (applying is idempotent per proposal). Beat: every minute."""
     from django.db.models import Q
 
-    from network.tasks import assignment_run_execute
+    from network.tasks import assignment_run_apply, assignment_run_execute
 
     now = now or timezone.now()
     run_ids = list(
@@ -737,7 +738,21 @@ def do_assignment_runs_sweep(*, now: Any = None) -> list[int]:
     for run_id in run_ids:
         logger.warning("auto-assignment run %s never ran: sending its task again", run_id)
         assignment_run_execute.delay(run_id)
-    return run_ids
+    stalled = list(
+        AssignmentRun.objects.filter(state=AssignmentRun.State.APPLYING)
+        .filter(
+            Q(applying_seen_at__isnull=True)
+            | Q(applying_seen_at__lt=now - timedelta(seconds=QUEUED_RUN_GRACE_SECONDS))
+        )
+        .order_by("created_at")
+        .values_list("pk", "applied_by_id", "created_by_id")[:20]
+    )
+    for run_id, applied_by_id, created_by_id in stalled:
+        logger.warning("auto-assignment run %s stopped applying: sending its task again", run_id)
+        # Seen now: the next sweep leaves it to this task for the grace period.
+        AssignmentRun.objects.filter(pk=run_id).update(applying_seen_at=now)
+        assignment_run_apply.delay(run_id, applied_by_id or created_by_id)
+    return run_ids + [run_id for run_id, _by, _created in stalled]
 
 
 def _progress(run_id: int, progress: int, stage: str, **fields: Any) -> None:
@@ -1140,7 +1155,9 @@ def check_assignment_apply(*, user: User, run_id: int) -> AssignmentRun:
         if not run.proposals.filter(status=AssignmentProposal.Status.ACCEPTED).exists():
             raise DomainError(_("Accept some proposals first."), code="nothing_accepted")
         run.state = AssignmentRun.State.APPLYING
-        run.save(update_fields=["state"])
+        run.applied_by = user
+        run.applying_seen_at = timezone.now()
+        run.save(update_fields=["state", "applied_by", "applying_seen_at"])
         send_task_on_commit(
             assignment_run_apply,
             run.pk,
@@ -1159,6 +1176,12 @@ def assignment_apply_progress(*, run_id: int, percent: int) -> None:
     )
 
 
+def _applying_seen(run_id: int) -> None:
+    AssignmentRun.objects.filter(pk=run_id, state=AssignmentRun.State.APPLYING).update(
+        applying_seen_at=timezone.now()
+    )
+
+
 def do_assignment_apply(
     *, run_id: int, applied_by_id: int, on_progress: Callable[[int], None] | None = None
 ) -> AssignmentRun:
@@ -1167,7 +1190,10 @@ def do_assignment_apply(
     checked). A proposal that can no longer be applied is marked skipped with why.
 
     Idempotent and resumable: only proposals still ``accepted`` are processed, each
-    in its own transaction, so a re-run after a crash continues where it stopped.
+    in its own transaction with its row locked and its status read again, so a re-run
+    after a crash continues where it stopped and two tasks of one run (the sweeper's
+    and a slow original) never send one request twice. While it works it marks the
+    run seen (``applying_seen_at``) for the sweeper.
     """
     run = AssignmentRun.objects.get(pk=run_id)
     if run.state not in (AssignmentRun.State.APPLYING, AssignmentRun.State.APPLIED):
@@ -1178,8 +1204,16 @@ def do_assignment_apply(
         .select_related("mentor__user", "mentor__facility", "mentee__user", "mentee__facility")
         .order_by("id")
     )
+    _applying_seen(run_id)
     for done, proposal in enumerate(pending, start=1):
         with transaction.atomic():
+            still_accepted = (
+                AssignmentProposal.objects.select_for_update()
+                .filter(pk=proposal.pk, status=AssignmentProposal.Status.ACCEPTED)
+                .exists()
+            )
+            if not still_accepted:  # another task of this run took it
+                continue
             try:
                 with transaction.atomic():
                     mentorship = do_mentorship_request(
@@ -1196,8 +1230,10 @@ def do_assignment_apply(
                 proposal.status = AssignmentProposal.Status.APPLIED
                 proposal.mentorship = mentorship
                 proposal.save(update_fields=["status", "mentorship"])
-        if on_progress is not None and (done % 200 == 0 or done == len(pending)):
-            on_progress(int(done * 100 / len(pending)))
+        if done % 200 == 0 or done == len(pending):
+            _applying_seen(run_id)
+            if on_progress is not None:
+                on_progress(int(done * 100 / len(pending)))
     with transaction.atomic():
         run = AssignmentRun.objects.select_for_update().get(pk=run_id)
         if run.state == AssignmentRun.State.APPLYING:

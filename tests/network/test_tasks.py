@@ -318,6 +318,59 @@ def test_runs_whose_task_was_lost_are_run_by_the_sweeper(seeded, admin, celery_e
     assert tasks.assignment_runs_sweep() == []
 
 
+def _accepted_and_applying(admin):  # type: ignore[no-untyped-def]
+    """A finished run with every proposal accepted, marked applying by ``admin``."""
+    run = _start(admin)
+    tasks.assignment_run_execute(run.pk)
+    services.check_proposals_review(user=admin, run_id=run.pk, decision="accept")
+    services.check_assignment_apply(user=admin, run_id=run.pk)  # its task: not sent
+    run.refresh_from_db()
+    return run
+
+
+def test_a_run_whose_apply_task_was_lost_is_applied_by_the_sweeper(seeded, admin, celery_eager):
+    # given a run being applied whose apply task was lost (never sent: no on-commit here)
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = _accepted_and_applying(admin)
+    assert run.state == AssignmentRun.State.APPLYING and run.applied_by == admin
+    # when the sweeper runs within the grace period, it waits for the task
+    assert services.do_assignment_runs_sweep() == []
+    # and after it, it sends the task again, which applies every proposal in the name
+    # of the person who asked
+    later = timezone.now() + timedelta(seconds=services.QUEUED_RUN_GRACE_SECONDS + 1)
+    assert services.do_assignment_runs_sweep(now=later) == [run.pk]
+    run.refresh_from_db()
+    assert run.state == AssignmentRun.State.APPLIED
+    requests = Mentorship.objects.filter(source=Mentorship.Source.AUTO)
+    assert requests.count() == run.assigned > 0
+    assert set(requests.values_list("requested_by", flat=True)) == {admin.pk}
+    assert services.do_assignment_runs_sweep(now=later) == []
+
+
+def test_two_apply_tasks_of_one_run_send_each_request_once(
+    seeded, admin, celery_eager, monkeypatch
+):
+    # given a run being applied, and a second apply task of it (the sweeper's) that
+    # does all the work after the first has read its list of accepted proposals
+    run = _accepted_and_applying(admin)
+    seen = services._applying_seen
+
+    def the_other_task_runs_now(run_id: int) -> None:
+        monkeypatch.setattr(services, "_applying_seen", seen)
+        services.do_assignment_apply(run_id=run_id, applied_by_id=admin.pk)
+
+    monkeypatch.setattr(services, "_applying_seen", the_other_task_runs_now)
+    # when the first task goes on with its list
+    services.do_assignment_apply(run_id=run.pk, applied_by_id=admin.pk)
+    # then every proposal was applied once: none sent twice, none marked skipped
+    statuses = Counter(run.proposals.values_list("status", flat=True))
+    assert statuses == {AssignmentProposal.Status.APPLIED: run.assigned}
+    assert Mentorship.objects.filter(source=Mentorship.Source.AUTO).count() == run.assigned
+
+
 def test_a_run_started_while_the_broker_is_down_is_created_and_swept_up_later(
     seeded, admin, monkeypatch, celery_eager, django_capture_on_commit_callbacks
 ):
