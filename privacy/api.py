@@ -205,6 +205,7 @@ class DataRequestOut(serializers.ModelSerializer):
             "details",
             "patient",
             "created_at",
+            "respond_by",
             "due_at",
             "overdue",
             "started_at",

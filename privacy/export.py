@@ -124,6 +124,7 @@ def _data_requests(patient: PatientProfile) -> list[dict[str, Any]]:
             "status": r.status,
             "details": r.details,
             "received_at": _t(r.created_at),
+            "respond_by": _t(r.respond_by),
             "due_at": _t(r.due_at),
             "closed_at": _t(r.closed_at),
             "handled_by": _name(r.handler),

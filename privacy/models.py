@@ -12,6 +12,8 @@ change them through ``privacy.services``; they never write them directly.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -114,9 +116,10 @@ class ConsentRecord(models.Model):
 class DataRequest(models.Model):
     """A patient's request about their data: correct it, restrict it, delete it.
 
-    received → in progress → done, or refused with a reason. ``due_at`` is set
-    when it is received (``settings.PRIVACY_REQUEST_DEADLINE_HOURS``). At most one
-    open request of each kind per patient.
+    received → in progress → done, or refused with a reason. Both deadlines are set
+    when it is received (``privacy.deadlines``): ``respond_by`` (take it or refuse
+    it) and ``due_at`` (complete it). At most one open request of each kind per
+    patient.
     """
 
     class Kind(models.TextChoices):
@@ -144,7 +147,8 @@ class DataRequest(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(_("received"), default=timezone.now)
-    due_at = models.DateTimeField(_("due"))
+    respond_by = models.DateTimeField(_("respond by"))
+    due_at = models.DateTimeField(_("complete by"))
     handler = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -185,8 +189,19 @@ class DataRequest(models.Model):
         return self.status in self.OPEN
 
     @property
+    def awaits_response(self) -> bool:
+        """Received and not yet taken or refused, with responding the nearer deadline."""
+        return self.status == self.Status.RECEIVED and self.respond_by <= self.due_at
+
+    @property
+    def next_deadline(self) -> datetime:
+        """The deadline the request waits on: responding while received (or completing,
+        if that comes first), completing once in progress."""
+        return self.respond_by if self.awaits_response else self.due_at
+
+    @property
     def is_overdue(self) -> bool:
-        return self.is_open and self.due_at < timezone.now()
+        return self.is_open and self.next_deadline < timezone.now()
 
 
 class DataRequestEvent(models.Model):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Case, Exists, F, OuterRef, Prefetch, Q, QuerySet, When
+from django.db.models.functions import Least
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
@@ -201,8 +202,9 @@ WORKLIST_STATES = ("open", "overdue", "closed")
 def data_request_worklist(
     *, user: User, state: str = "open", request: Any = None, limit: int = 200
 ) -> list[DataRequest]:
-    """The requests of patients the coordinator's scope covers: ``open`` (by due
-    time), ``overdue`` (open and past due), ``closed`` (newest first). One audit
+    """The requests of patients the coordinator's scope covers: ``open`` (by the
+    deadline each waits on: responding while received, completing once in progress),
+    ``overdue`` (open and past that deadline), ``closed`` (newest first). One audit
     event for the list, which shows who the patients are."""
     scope = coordinator_scope(user=user)
     if scope.empty:
@@ -211,9 +213,19 @@ def data_request_worklist(
     if state == "closed":
         rows = rows.exclude(status__in=DataRequest.OPEN).order_by("-closed_at", "-id")
     else:
-        rows = rows.filter(status__in=DataRequest.OPEN).order_by("due_at", "id")
+        # DataRequest.next_deadline, in SQL.
+        rows = (
+            rows.filter(status__in=DataRequest.OPEN)
+            .annotate(
+                waits_on=Case(
+                    When(status=DataRequest.Status.RECEIVED, then=Least("respond_by", "due_at")),
+                    default=F("due_at"),
+                )
+            )
+            .order_by("waits_on", "id")
+        )
         if state == "overdue":
-            rows = rows.filter(due_at__lt=timezone.now())
+            rows = rows.filter(waits_on__lt=timezone.now())
     found = list(rows[:limit])
     if found:
         audit_record(

@@ -20,7 +20,7 @@ care the same way, without touching the consent records.
 
 Data-subject requests (correction, restriction, deletion) go received → in
 progress → done or refused, by a coordinator whose scope covers the patient,
-against a deadline set when they are received.
+against the deadlines set when they are received (``privacy.deadlines``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext
 
-from privacy import selectors
+from privacy import deadlines, selectors
 from privacy.models import (
     ConsentRecord,
     DataRequest,
@@ -381,12 +381,6 @@ def patient_data_export(*, user: User, request: Any = None) -> dict[str, Any]:
 # --- Data-subject requests -----------------------------------------------------------------
 
 
-def request_deadline(created_at: datetime) -> datetime:
-    """When a request must be answered: ``PRIVACY_REQUEST_DEADLINE_HOURS`` after it
-    was received (72 by default; see docs/privacy.md for why)."""
-    return created_at + timedelta(hours=settings.PRIVACY_REQUEST_DEADLINE_HOURS)
-
-
 def _event(
     data_request: DataRequest,
     *,
@@ -490,7 +484,8 @@ def data_request_create(
         details=details,
         created_by=by,
         created_at=now,
-        due_at=request_deadline(now),
+        respond_by=deadlines.respond_by(now),
+        due_at=deadlines.complete_by(now, kind),
     )
     _event(data_request, actor=by, action="received", to_status=DataRequest.Status.RECEIVED)
     if kind == DataRequest.Kind.RESTRICTION:

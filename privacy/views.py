@@ -111,9 +111,12 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
             "versions": NOTICES,
             "requests": requests,
             "open_kinds": {r.kind for r in requests if r.is_open},
-            "kinds": DataRequest.Kind.choices,
+            "kinds": [
+                (code, label, settings.PRIVACY_REQUEST_COMPLETE_DAYS[code])
+                for code, label in DataRequest.Kind.choices
+            ],
             "deletion_plan": services.deletion_report(services.deletion_plan(patient=patient)),
-            "deadline_hours": settings.PRIVACY_REQUEST_DEADLINE_HOURS,
+            "respond_days": settings.PRIVACY_REQUEST_RESPOND_WORKING_DAYS,
         },
     )
 
@@ -192,9 +195,13 @@ def request_create(request: HttpRequest) -> str:
         by=request.user,
         request=request,
     )
-    return _("Your request #%(id)s is received. A coordinator answers it by %(due)s.") % {
+    return _(
+        "Your request #%(id)s is received. A coordinator responds by %(respond)s and "
+        "completes it by %(due)s."
+    ) % {
         "id": created.pk,
-        "due": timezone.localtime(created.due_at).strftime("%d/%m/%Y %H:%M"),
+        "respond": timezone.localtime(created.respond_by).strftime("%d/%m/%Y"),
+        "due": timezone.localtime(created.due_at).strftime("%d/%m/%Y"),
     }
 
 
@@ -342,6 +349,6 @@ def worklist_page(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "state": state,
             "overdue": sum(1 for r in rows if r.is_overdue),
-            "deadline_hours": settings.PRIVACY_REQUEST_DEADLINE_HOURS,
+            "respond_days": settings.PRIVACY_REQUEST_RESPOND_WORKING_DAYS,
         },
     )

@@ -461,9 +461,17 @@ TELEHEALTH_DEMO_PASSWORD = env.str("TELEHEALTH_DEMO_PASSWORD", default="demo-Tel
 TELEHEALTH_BREAK_GLASS_MINUTES = env.int("TELEHEALTH_BREAK_GLASS_MINUTES", default=4 * 60)
 
 # Personal data protection (privacy/; docs/privacy.md says why these numbers).
-# Hours a coordinator has to answer a patient's request to correct, restrict or
-# delete their data, counted from when it is received: Decree 13/2023's 72 hours.
-PRIVACY_REQUEST_DEADLINE_HOURS = env.int("PRIVACY_REQUEST_DEADLINE_HOURS", default=72)
+# A patient's request to correct, restrict or delete their data (privacy/deadlines.py):
+# respond within 2 working days of receipt (Decree 356/2025), complete within the days
+# of its kind: 15 for a restriction (Decree 356/2025); 10 for a correction or a
+# deletion, the low end of the 10-20 days reported for the other rights until the
+# decree's own article is read (docs/privacy.md).
+PRIVACY_REQUEST_RESPOND_WORKING_DAYS = env.int("PRIVACY_REQUEST_RESPOND_WORKING_DAYS", default=2)
+PRIVACY_REQUEST_COMPLETE_DAYS = {
+    "correction": env.int("PRIVACY_CORRECTION_DAYS", default=10),
+    "restriction": env.int("PRIVACY_RESTRICTION_DAYS", default=15),
+    "deletion": env.int("PRIVACY_DELETION_DAYS", default=10),
+}
 # Years a medical record is kept after its latest entry, also after a deletion
 # request (Law on Medical Examination and Treatment 2023, Circular 32/2023/TT-BYT).
 PRIVACY_RETENTION_YEARS = env.int("PRIVACY_RETENTION_YEARS", default=10)

@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 from consult import services as messaging
 from consult import visit_services
 from consult.models import Thread, Visit, VisitRecordingSession
-from privacy import selectors, services
+from privacy import deadlines, selectors, services
 from privacy.models import (
     ConsentRecord,
     DataRequest,
@@ -318,11 +318,13 @@ def test_a_facility_that_cared_for_the_patient_before_still_receives_them():
 # --- Data-subject requests ----------------------------------------------------------------
 
 
-def test_a_request_goes_received_in_progress_done_with_its_history_and_deadline(
+def test_a_request_goes_received_in_progress_done_with_its_history_and_deadlines(
     patient, coordinator, settings
 ):
-    settings.PRIVACY_REQUEST_DEADLINE_HOURS = 24
-    before = timezone.now()
+    settings.PRIVACY_REQUEST_COMPLETE_DAYS = {
+        **settings.PRIVACY_REQUEST_COMPLETE_DAYS,
+        "correction": 7,
+    }
 
     made = services.data_request_create(
         patient=patient, kind="correction", details="Ngày sinh sai: 02/03/1980", by=patient.user
@@ -332,7 +334,11 @@ def test_a_request_goes_received_in_progress_done_with_its_history_and_deadline(
         request_id=made.pk, by=coordinator, outcome="Đã sửa ngày sinh."
     )
 
-    assert before + timedelta(hours=24) <= made.due_at <= timezone.now() + timedelta(hours=24)
+    assert made.respond_by == deadlines.respond_by(made.created_at)
+    assert made.due_at == deadlines.complete_by(made.created_at, "correction")
+    received_on = timezone.localdate(made.created_at)
+    assert timezone.localdate(made.due_at) == received_on + timedelta(days=7)
+    assert made.created_at < made.respond_by < made.due_at
     assert (done.status, done.handler, done.outcome) == ("done", coordinator, "Đã sửa ngày sinh.")
     assert [(e.action, e.to_status) for e in done.events.order_by("id")] == [
         ("received", "received"),

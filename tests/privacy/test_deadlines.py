@@ -1,0 +1,95 @@
+"""privacy/deadlines.py: respond within two working days of receipt (Vietnam's
+working week and public holidays), complete within the days of the request's kind;
+and the worklist waits on whichever deadline is next."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from privacy import deadlines, selectors, services
+from privacy.models import DataRequest
+from tests.factories import PatientFactory
+
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def at(day: str, hour: int = 10) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=HANOI)
+
+
+def ends(day: str) -> tuple[date, int, int]:
+    return date.fromisoformat(day), 23, 59
+
+
+def shape(moment: datetime) -> tuple[date, int, int]:
+    local = moment.astimezone(HANOI)
+    return local.date(), local.hour, local.minute
+
+
+@pytest.mark.parametrize(
+    ("received", "respond_by"),
+    [
+        # Monday → Wednesday: the day of receipt is not counted, whatever the hour.
+        (at("2026-12-07", 8), "2026-12-09"),
+        (at("2026-12-07", 23), "2026-12-09"),
+        # Friday and Saturday → Tuesday: the weekend is not working time.
+        (at("2026-12-11"), "2026-12-15"),
+        (at("2026-12-12"), "2026-12-15"),
+        # Late on Sunday in Vietnam is still Sunday, though it is Sunday afternoon in UTC.
+        (datetime(2026, 12, 13, 16, 30, tzinfo=ZoneInfo("UTC")), "2026-12-15"),
+        # National Day (2 September, a Wednesday in 2026) is a holiday.
+        (at("2026-09-01"), "2026-09-04"),
+    ],
+)
+def test_respond_by_is_the_end_of_the_second_working_day_after_receipt(received, respond_by):
+    assert shape(deadlines.respond_by(received)) == ends(respond_by)
+
+
+def test_tet_holidays_are_not_working_days():
+    # Tết Bính Ngọ: lunar new year's day is 17 February 2026.
+    assert not deadlines.is_working_day(date(2026, 2, 17))
+    received = at("2026-02-13")  # the Friday before
+    respond_by = deadlines.respond_by(received).astimezone(HANOI).date()
+    skipped = [
+        received.date() + timedelta(days=n)
+        for n in range(1, (respond_by - received.date()).days)
+        if not deadlines.is_working_day(received.date() + timedelta(days=n))
+    ]
+    assert date(2026, 2, 17) in skipped and (respond_by - received.date()).days > 7
+
+
+def test_complete_by_counts_the_days_of_the_kind(settings):
+    received = at("2026-12-07", 15)
+
+    assert shape(deadlines.complete_by(received, "restriction")) == ends("2026-12-22")
+    assert shape(deadlines.complete_by(received, "correction")) == ends("2026-12-17")
+    settings.PRIVACY_REQUEST_COMPLETE_DAYS = {
+        **settings.PRIVACY_REQUEST_COMPLETE_DAYS,
+        "deletion": 20,
+    }
+    assert shape(deadlines.complete_by(received, "deletion")) == ends("2026-12-27")
+
+
+@pytest.mark.django_db
+def test_a_request_not_responded_to_in_time_is_overdue_until_taken(coordinator):
+    # given two requests received, one of them past its time to respond
+    late = services.data_request_create(
+        patient=(p := PatientFactory()), kind="correction", details="x", by=p.user
+    )
+    fresh = services.data_request_create(
+        patient=(q := PatientFactory()), kind="correction", details="x", by=q.user
+    )
+    DataRequest.objects.filter(pk=late.pk).update(respond_by=timezone.now() - timedelta(hours=1))
+    # then it leads the worklist and is the overdue list
+    assert [r.pk for r in selectors.data_request_worklist(user=coordinator)] == [late.pk, fresh.pk]
+    overdue = selectors.data_request_worklist(user=coordinator, state="overdue")
+    assert [r.pk for r in overdue] == [late.pk] and overdue[0].is_overdue
+    # when a coordinator takes it, it waits on completing, which is still ahead
+    services.data_request_start(request_id=late.pk, by=coordinator)
+    assert selectors.data_request_worklist(user=coordinator, state="overdue") == []
+    late.refresh_from_db()
+    assert not late.is_overdue and late.next_deadline == late.due_at
