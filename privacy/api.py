@@ -515,6 +515,19 @@ class DataRequestRefuseView(APIView):
         return Response(_request_out(done))
 
 
+class DataRequestExtendView(APIView):
+    """A coordinator extends the request's completion once (Decree 356/2025), saying
+    why; the patient reads the reason and the new date."""
+
+    @extend_schema(request=RefuseIn, responses=DataRequestOut)
+    def post(self, request: Request, request_id: int) -> Response:
+        data = _valid(RefuseIn, request)
+        done = services.data_request_extend(
+            request_id=request_id, by=request.user, reason=data["reason"], request=request
+        )
+        return Response(_request_out(done))
+
+
 class DeletionPlanView(APIView):
     """What deleting my data would erase and keep, and why, before I ask."""
 

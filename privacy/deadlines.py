@@ -8,7 +8,8 @@ Two clocks start when a request is received:
   Working days are Monday to Friday except Vietnam's public holidays (Tết
   included), from the ``holidays`` package.
 * **complete by**: the end of the day a number of days after receipt, by kind
-  (``PRIVACY_REQUEST_COMPLETE_DAYS``).
+  (``PRIVACY_REQUEST_COMPLETE_DAYS``); a coordinator may extend it once, by
+  ``PRIVACY_REQUEST_EXTENSION_DAYS``, saying why.
 
 Both are the end of a day in ``TIME_ZONE`` (Vietnam), wherever the server runs.
 """
@@ -51,6 +52,12 @@ def working_days_after(received: datetime, days: int) -> datetime:
 
 def respond_by(received: datetime) -> datetime:
     return working_days_after(received, settings.PRIVACY_REQUEST_RESPOND_WORKING_DAYS)
+
+
+def extended(due: datetime) -> datetime:
+    """The completion deadline after the one extension the decree allows."""
+    days = settings.PRIVACY_REQUEST_EXTENSION_DAYS
+    return _end_of(due.astimezone(_local()).date() + timedelta(days=days))
 
 
 def complete_by(received: datetime, kind: str) -> datetime:

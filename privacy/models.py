@@ -189,6 +189,11 @@ class DataRequest(models.Model):
         return self.status in self.OPEN
 
     @property
+    def extended(self) -> bool:
+        """Whether the completion deadline was extended (once is all the law allows)."""
+        return any(e.action == "extended" for e in self.events.all())
+
+    @property
     def awaits_response(self) -> bool:
         """Received and not yet taken or refused, with responding the nearer deadline."""
         return self.status == self.Status.RECEIVED and self.respond_by <= self.due_at

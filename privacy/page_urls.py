@@ -36,5 +36,10 @@ urlpatterns = [
         views.request_refuse,
         name="privacy-request-refuse",
     ),
+    path(
+        "privacy/requests/<int:request_id>/extend/",
+        views.request_extend,
+        name="privacy-request-extend",
+    ),
     path("privacy/worklist/", views.worklist_page, name="privacy-worklist"),
 ]

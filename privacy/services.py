@@ -692,6 +692,43 @@ def _refuse(data_request: DataRequest, by: User, reason: str, request: Any) -> D
     return data_request
 
 
+def data_request_extend(
+    *, request_id: Any, by: User, reason: Any, request: Any = None
+) -> DataRequest:
+    """A coordinator extends an open request's completion once, by
+    ``PRIVACY_REQUEST_EXTENSION_DAYS``, saying why (the patient reads it in the
+    request's history, with the new date). A second extension is refused."""
+    reason = _text(reason, "reason", required=True, limit=MAX_OUTCOME)
+    pk = _as_coordinator(by, request_id, request)
+    with transaction.atomic():
+        return _extend(_locked_request(pk), by, reason, request)
+
+
+def _extend(data_request: DataRequest, by: User, reason: str, request: Any) -> DataRequest:
+    _require_status(data_request, DataRequest.OPEN, _("extended"))
+    if data_request.extended:
+        raise Conflict(_("A request can be extended only once."), code="already_extended")
+    data_request.due_at = deadlines.extended(data_request.due_at)
+    data_request.save(update_fields=["due_at"])
+    _event(
+        data_request,
+        actor=by,
+        action="extended",
+        from_status=data_request.status,
+        to_status=data_request.status,
+        note=reason,
+    )
+    audit_record(
+        actor=by,
+        action=AuditEvent.Action.UPDATE,
+        target=f"privacy.data_request:{data_request.pk}:extended",
+        patient=data_request.patient,
+        reason=reason[:255],
+        request=request,
+    )
+    return data_request
+
+
 @transaction.atomic
 def restriction_lift(*, patient: PatientProfile, by: User, request: Any = None) -> int:
     """The patient lifts the restriction they asked for (not the one that keeps a

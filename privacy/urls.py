@@ -45,6 +45,11 @@ urlpatterns = [
         api.DataRequestRefuseView.as_view(),
         name="api-privacy-request-refuse",
     ),
+    path(
+        "privacy/requests/<int:request_id>/extend/",
+        api.DataRequestExtendView.as_view(),
+        name="api-privacy-request-extend",
+    ),
     path("privacy/worklist/", api.WorklistView.as_view(), name="api-privacy-worklist"),
     path(
         "patients/<int:patient_id>/consent/",

@@ -283,6 +283,7 @@ def request_page(request: HttpRequest, request_id: int) -> HttpResponse:
             "report": report,
             "corrected": _corrections(found.result),
             "sexes": Sex.choices,
+            "extension_days": settings.PRIVACY_REQUEST_EXTENSION_DAYS,
         },
     )
 
@@ -326,6 +327,19 @@ def request_refuse(request: HttpRequest, request_id: int) -> str:
         request=request,
     )
     return _("The request is refused; the patient can read why.")
+
+
+@_acts(_to_request)
+def request_extend(request: HttpRequest, request_id: int) -> str:
+    done = services.data_request_extend(
+        request_id=request_id,
+        by=request.user,
+        reason=request.POST.get("reason", ""),
+        request=request,
+    )
+    return _("Extended: the request is now due by %(due)s; the patient can read why.") % {
+        "due": timezone.localtime(done.due_at).strftime("%d/%m/%Y")
+    }
 
 
 # --- The coordinators' worklist ------------------------------------------------------------

@@ -467,6 +467,9 @@ TELEHEALTH_BREAK_GLASS_MINUTES = env.int("TELEHEALTH_BREAK_GLASS_MINUTES", defau
 # deletion, the low end of the 10-20 days reported for the other rights until the
 # decree's own article is read (docs/privacy.md).
 PRIVACY_REQUEST_RESPOND_WORKING_DAYS = env.int("PRIVACY_REQUEST_RESPOND_WORKING_DAYS", default=2)
+# Once per request, a coordinator may extend its completion by up to this many days,
+# saying why (Decree 356/2025, as reported: once, at most 15 days).
+PRIVACY_REQUEST_EXTENSION_DAYS = env.int("PRIVACY_REQUEST_EXTENSION_DAYS", default=15)
 PRIVACY_REQUEST_COMPLETE_DAYS = {
     "correction": env.int("PRIVACY_CORRECTION_DAYS", default=10),
     "restriction": env.int("PRIVACY_RESTRICTION_DAYS", default=15),

@@ -93,3 +93,76 @@ def test_a_request_not_responded_to_in_time_is_overdue_until_taken(coordinator):
     assert selectors.data_request_worklist(user=coordinator, state="overdue") == []
     late.refresh_from_db()
     assert not late.is_overdue and late.next_deadline == late.due_at
+
+
+@pytest.mark.django_db
+def test_a_coordinator_extends_the_completion_once_saying_why(patient, coordinator):
+    from telehealth.errors import AccessDenied, Conflict
+    from telehealth.models import AuditEvent
+
+    made = services.data_request_create(
+        patient=patient, kind="correction", details="Sai địa chỉ", by=patient.user
+    )
+    # the patient cannot extend their own request
+    with pytest.raises(AccessDenied):
+        services.data_request_extend(request_id=made.pk, by=patient.user, reason="x")
+
+    extended = services.data_request_extend(
+        request_id=made.pk, by=coordinator, reason="Chờ xác minh với xã"
+    )
+
+    assert shape(extended.due_at) == (
+        timezone.localdate(made.due_at) + timedelta(days=15),
+        23,
+        59,
+    )
+    event = extended.events.get(action="extended")
+    assert (event.note, event.actor) == ("Chờ xác minh với xã", coordinator)
+    assert AuditEvent.objects.filter(
+        target=f"privacy.data_request:{made.pk}:extended", patient=patient
+    ).exists()
+    # and only once
+    with pytest.raises(Conflict):
+        services.data_request_extend(request_id=made.pk, by=coordinator, reason="lần nữa")
+    assert DataRequest.objects.get(pk=made.pk).due_at == extended.due_at
+
+
+@pytest.mark.django_db
+def test_a_closed_request_is_not_extended(patient, coordinator):
+    from telehealth.errors import Conflict
+
+    made = services.data_request_create(
+        patient=patient, kind="deletion", details="", by=patient.user
+    )
+    services.data_request_refuse(request_id=made.pk, by=coordinator, reason="Không")
+
+    with pytest.raises(Conflict):
+        services.data_request_extend(request_id=made.pk, by=coordinator, reason="x")
+
+
+@pytest.mark.django_db
+def test_the_patient_reads_the_new_date_and_why_on_the_page(patient, coordinator):
+    from django.test import Client
+
+    from tests.factories import sign_in
+
+    made = services.data_request_create(
+        patient=patient, kind="correction", details="Sai tên", by=patient.user
+    )
+    staff = Client()
+    sign_in(staff, coordinator.username)
+    page = staff.get(f"/privacy/requests/{made.pk}/").content.decode()
+    assert 'id="extend-form"' in page
+
+    answer = staff.post(
+        f"/privacy/requests/{made.pk}/extend/", {"reason": "Chờ giấy tờ"}, follow=True
+    )
+
+    made.refresh_from_db()
+    due = timezone.localtime(made.due_at).strftime("%d/%m/%Y")
+    assert f"Đã gia hạn: yêu cầu nay cần hoàn tất trước {due}" in answer.content.decode()
+    assert 'id="extend-form"' not in answer.content.decode()
+    own = Client()
+    sign_in(own, patient.user.username)
+    mine = own.get(f"/privacy/requests/{made.pk}/").content.decode()
+    assert "gia hạn thời hạn hoàn tất" in mine and "Chờ giấy tờ" in mine and due in mine

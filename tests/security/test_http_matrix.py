@@ -443,6 +443,9 @@ CASES: dict[str, Case] = {
     "api-privacy-request-refuse": Case(
         [POST("403 404 404 404 404 200 404 401", {"reason": "Không đúng"})]
     ),
+    "api-privacy-request-extend": Case(
+        [POST("403 404 404 404 404 200 404 401", {"reason": "Cần thêm thời gian"})]
+    ),
     "api-privacy-worklist": Case([GET("403 403 403 403 403 200 200 401")]),
     # A patient's consent for a clinician who may see them (and a signed paper form).
     "api-patient-consent": Case(
@@ -488,6 +491,15 @@ CASES: dict[str, Case] = {
     ),
     "privacy-request-refuse": Case(
         [POST("403 404 404 404 404 302 404 login", {"reason": "Không đúng"}, multipart=True)]
+    ),
+    "privacy-request-extend": Case(
+        [
+            POST(
+                "403 404 404 404 404 302 404 login",
+                {"reason": "Cần thêm thời gian"},
+                multipart=True,
+            )
+        ]
     ),
     "privacy-worklist": Case([GET("403 403 403 403 403 200 200 login")]),
     # --- schema, docs, language: public by design, declared all the same ---------------
