@@ -400,6 +400,36 @@ def _event(
     )
 
 
+def _step(
+    data_request: DataRequest,
+    *,
+    by: User,
+    action: str,
+    from_status: str,
+    note: str = "",
+    why: str = "",
+    request: Any = None,
+) -> None:
+    """A coordinator's step on a request: a request event (the history both sides
+    read) and an audit event, always both (docs/privacy.md)."""
+    _event(
+        data_request,
+        actor=by,
+        action=action,
+        from_status=from_status,
+        to_status=data_request.status,
+        note=note,
+    )
+    audit_record(
+        actor=by,
+        action=AuditEvent.Action.UPDATE,
+        target=f"privacy.data_request:{data_request.pk}:{action}",
+        patient=data_request.patient,
+        reason=(why or note)[:255],
+        request=request,
+    )
+
+
 def _text(value: Any, field: str, *, required: bool, limit: int) -> str:
     if value is None:
         value = ""
@@ -553,20 +583,12 @@ def _start(data_request: DataRequest, by: User, request: Any = None) -> DataRequ
     data_request.handler = by
     data_request.started_at = timezone.now()
     data_request.save(update_fields=["status", "handler", "started_at"])
-    _event(
+    _step(
         data_request,
-        actor=by,
+        by=by,
         action="started",
         from_status=DataRequest.Status.RECEIVED,
-        to_status=DataRequest.Status.IN_PROGRESS,
-    )
-    # Every step is a request event and an audit event (docs/privacy.md).
-    audit_record(
-        actor=by,
-        action=AuditEvent.Action.UPDATE,
-        target=f"privacy.data_request:{data_request.pk}:started",
-        patient=data_request.patient,
-        reason="took the request",
+        why="took the request",
         request=request,
     )
     return data_request
@@ -631,22 +653,7 @@ def _complete(
     data_request.outcome = outcome
     data_request.result = result
     data_request.save(update_fields=["status", "closed_at", "outcome", "result"])
-    _event(
-        data_request,
-        actor=by,
-        action="done",
-        from_status=before,
-        to_status=DataRequest.Status.DONE,
-        note=outcome,
-    )
-    audit_record(
-        actor=by,
-        action=AuditEvent.Action.UPDATE,
-        target=f"privacy.data_request:{data_request.pk}:done",
-        patient=patient,
-        reason=outcome[:255],
-        request=request,
-    )
+    _step(data_request, by=by, action="done", from_status=before, note=outcome, request=request)
     return data_request
 
 
@@ -673,22 +680,7 @@ def _refuse(data_request: DataRequest, by: User, reason: str, request: Any) -> D
     data_request.closed_at = timezone.now()
     data_request.outcome = reason
     data_request.save(update_fields=["status", "handler", "closed_at", "outcome"])
-    _event(
-        data_request,
-        actor=by,
-        action="refused",
-        from_status=before,
-        to_status=DataRequest.Status.REFUSED,
-        note=reason,
-    )
-    audit_record(
-        actor=by,
-        action=AuditEvent.Action.UPDATE,
-        target=f"privacy.data_request:{data_request.pk}:refused",
-        patient=data_request.patient,
-        reason=reason[:255],
-        request=request,
-    )
+    _step(data_request, by=by, action="refused", from_status=before, note=reason, request=request)
     return data_request
 
 
@@ -710,20 +702,12 @@ def _extend(data_request: DataRequest, by: User, reason: str, request: Any) -> D
         raise Conflict(_("A request can be extended only once."), code="already_extended")
     data_request.due_at = deadlines.extended(data_request.due_at)
     data_request.save(update_fields=["due_at"])
-    _event(
+    _step(
         data_request,
-        actor=by,
+        by=by,
         action="extended",
         from_status=data_request.status,
-        to_status=data_request.status,
         note=reason,
-    )
-    audit_record(
-        actor=by,
-        action=AuditEvent.Action.UPDATE,
-        target=f"privacy.data_request:{data_request.pk}:extended",
-        patient=data_request.patient,
-        reason=reason[:255],
         request=request,
     )
     return data_request
