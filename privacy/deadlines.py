@@ -6,7 +6,8 @@ Two clocks start when a request is received:
   (``PRIVACY_REQUEST_RESPOND_WORKING_DAYS``). A coordinator responds by taking the
   request (the patient sees it is in progress) or refusing it with a reason.
   Working days are Monday to Friday except Vietnam's public holidays (Tết
-  included), from the ``holidays`` package.
+  included), plus the Saturdays made working days in exchange for a bridge
+  holiday, from the ``holidays`` package's calendar.
 * **complete by**: the end of the day a number of days after receipt, by kind
   (``PRIVACY_REQUEST_COMPLETE_DAYS``); a coordinator may extend it once, by
   ``PRIVACY_REQUEST_EXTENSION_DAYS``, saying why.
@@ -27,7 +28,9 @@ _VIETNAM = holidays.country_holidays("VN")
 
 
 def is_working_day(day: date) -> bool:
-    return day.weekday() < 5 and day not in _VIETNAM
+    """Monday to Friday but public holidays, and the Saturdays the government makes
+    working days in exchange for a bridge holiday (the calendar knows both)."""
+    return _VIETNAM.is_working_day(day)
 
 
 def _local() -> ZoneInfo:

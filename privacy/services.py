@@ -696,11 +696,21 @@ def data_request_extend(
         return _extend(_locked_request(pk), by, reason, request)
 
 
+def _day(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%d/%m/%Y")
+
+
 def _extend(data_request: DataRequest, by: User, reason: str, request: Any) -> DataRequest:
     _require_status(data_request, DataRequest.OPEN, _("extended"))
     if data_request.extended:
         raise Conflict(_("A request can be extended only once."), code="already_extended")
-    data_request.due_at = deadlines.extended(data_request.due_at)
+    if data_request.due_at < timezone.now():
+        raise Conflict(
+            _("The request is already past its deadline: an extension is asked for before it."),
+            code="past_deadline",
+        )
+    before = data_request.due_at
+    data_request.due_at = deadlines.extended(before)
     data_request.save(update_fields=["due_at"])
     _step(
         data_request,
@@ -708,6 +718,7 @@ def _extend(data_request: DataRequest, by: User, reason: str, request: Any) -> D
         action="extended",
         from_status=data_request.status,
         note=reason,
+        why=f"due {_day(before)} -> {_day(data_request.due_at)}: {reason}",
         request=request,
     )
     return data_request

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from functools import wraps
 from typing import Any
 
@@ -209,12 +209,15 @@ def request_create(request: HttpRequest) -> str:
 
 
 def _stored_date(value: str) -> date | str:
-    """A date kept in a result as ISO text (a datetime's text too), to show as a date;
-    text that is not one is shown as it is."""
+    """A date kept in a result as ISO text, or a moment's ISO text (shown as its date
+    in Vietnam, not in UTC); text that is neither is shown as it is."""
     try:
-        return date.fromisoformat(value[:10])
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return value
+    if timezone.is_aware(moment):
+        return timezone.localtime(moment).date()
+    return moment.date()
 
 
 def _corrections(result: dict[str, Any] | None) -> list[tuple[str, Any, Any]]:

@@ -1,11 +1,28 @@
 """Data requests get a second deadline, respond by (Decree 356/2025): two working
-days after receipt. Requests already stored get theirs from when they were received."""
+days after receipt. Requests already stored get theirs from when they were received;
+their completion deadline (``due_at``, Decree 13's 72 hours) is left as it was.
+
+The working-day rule is written out here, not imported from privacy.deadlines, so
+that a later change there cannot change what this migration did."""
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db import migrations, models
 
 
 def _fill(apps, schema_editor):  # type: ignore[no-untyped-def]
-    from privacy.deadlines import respond_by
+    import holidays
+
+    vietnam = holidays.country_holidays("VN")
+    local = ZoneInfo("Asia/Ho_Chi_Minh")
+
+    def respond_by(received: datetime) -> datetime:
+        day, counted = received.astimezone(local).date(), 0
+        while counted < 2:
+            day += timedelta(days=1)
+            counted += vietnam.is_working_day(day)
+        return datetime.combine(day, time.max, tzinfo=local)
 
     DataRequest = apps.get_model("privacy", "DataRequest")
     for row in DataRequest.objects.only("pk", "created_at").iterator():

@@ -39,8 +39,10 @@ def shape(moment: datetime) -> tuple[date, int, int]:
         # Friday and Saturday → Tuesday: the weekend is not working time.
         (at("2026-12-11"), "2026-12-15"),
         (at("2026-12-12"), "2026-12-15"),
-        # Late on Sunday in Vietnam is still Sunday, though it is Sunday afternoon in UTC.
-        (datetime(2026, 12, 13, 16, 30, tzinfo=ZoneInfo("UTC")), "2026-12-15"),
+        # 18:00 UTC on Sunday is already Monday 01:00 in Vietnam: Monday's clock.
+        (datetime(2026, 12, 13, 18, 0, tzinfo=ZoneInfo("UTC")), "2026-12-16"),
+        # Saturday 22 August 2026 is a working day, made up for the 2 September bridge.
+        (at("2026-08-21"), "2026-08-24"),
         # National Day (2 September, a Wednesday in 2026) is a holiday.
         (at("2026-09-01"), "2026-09-04"),
     ],
@@ -64,6 +66,9 @@ def test_tet_holidays_are_not_working_days():
 
 def test_complete_by_counts_the_days_of_the_kind(settings):
     received = at("2026-12-07", 15)
+    # counted from the day in Vietnam: 18:00 UTC on the 6th is the 7th there
+    late_utc = datetime(2026, 12, 6, 18, 0, tzinfo=ZoneInfo("UTC"))
+    assert shape(deadlines.complete_by(late_utc, "restriction")) == ends("2026-12-22")
 
     assert shape(deadlines.complete_by(received, "restriction")) == ends("2026-12-22")
     assert shape(deadlines.complete_by(received, "correction")) == ends("2026-12-17")
@@ -121,10 +126,28 @@ def test_a_coordinator_extends_the_completion_once_saying_why(patient, coordinat
     assert AuditEvent.objects.filter(
         target=f"privacy.data_request:{made.pk}:extended", patient=patient
     ).exists()
+    audit = AuditEvent.objects.get(target=f"privacy.data_request:{made.pk}:extended")
+    old, new = timezone.localtime(made.due_at), timezone.localtime(extended.due_at)
+    assert f"due {old:%d/%m/%Y} -> {new:%d/%m/%Y}: Chờ xác minh với xã" == audit.reason
     # and only once
     with pytest.raises(Conflict):
         services.data_request_extend(request_id=made.pk, by=coordinator, reason="lần nữa")
     assert DataRequest.objects.get(pk=made.pk).due_at == extended.due_at
+
+
+@pytest.mark.django_db
+def test_a_request_already_late_is_not_extended(patient, coordinator):
+    from telehealth.errors import Conflict
+
+    made = services.data_request_create(
+        patient=patient, kind="correction", details="x", by=patient.user
+    )
+    late = timezone.now() - timedelta(minutes=1)
+    DataRequest.objects.filter(pk=made.pk).update(due_at=late)
+
+    with pytest.raises(Conflict):
+        services.data_request_extend(request_id=made.pk, by=coordinator, reason="muộn")
+    assert DataRequest.objects.get(pk=made.pk).due_at == late
 
 
 @pytest.mark.django_db

@@ -4,12 +4,13 @@ in Vietnamese by default, working without scripts, closed to everyone else."""
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from pathlib import Path
 
 import polib
 import pytest
 from django.test import Client
-from django.utils import translation
+from django.utils import timezone, translation
 
 from privacy.models import ConsentRecord, DataRequest, Purpose
 from privacy.notices import CURRENT_NOTICE
@@ -225,9 +226,18 @@ def test_a_finished_deletion_says_until_when_in_the_local_date_form(patient, coo
 
     made.refresh_from_db()
     until = made.result["retention_until"]
-    day, month, year = until[8:10], until[5:7], until[:4]
-    assert f"Được lưu giữ, có hạn chế, đến {day}/{month}/{year};" in page
+    local = timezone.localtime(datetime.fromisoformat(until))  # the day in Vietnam
+    assert f"Được lưu giữ, có hạn chế, đến {local:%d/%m/%Y};" in page
     assert until[:10] not in page
+
+
+def test_a_moment_stored_in_utc_shows_as_its_day_in_vietnam():
+    from privacy.views import _stored_date
+
+    # 18:00 UTC on 2 December is 01:00 on 3 December in Vietnam
+    assert _stored_date("2036-12-02T18:00:00+00:00") == date(2036, 12, 3)
+    assert _stored_date("1980-03-07") == date(1980, 3, 7)
+    assert _stored_date("not a date") == "not a date"
 
 
 def test_a_corrected_date_of_birth_reads_as_a_date(patient, coordinator):
