@@ -314,6 +314,7 @@ class AssignmentRun(models.Model):
         related_name="+",
     )
     applying_seen_at = models.DateTimeField(null=True, blank=True)
+    apply_resends = models.PositiveSmallIntegerField(default=0)
     applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -708,6 +708,9 @@ STALE_RUN_SECONDS = 15 * 60
 #: A run still queued after this long lost its task (the broker was away when it was
 #: created, or the message was lost); the sweeper sends it again.
 QUEUED_RUN_GRACE_SECONDS = 120
+#: An apply task that keeps dying (an error, not a lost message) is sent this many
+#: times in all; then the run says why it stopped and the sweeper leaves it.
+MAX_APPLY_RESENDS = 5
 
 
 def do_assignment_runs_sweep(*, now: Any = None) -> list[int]:
@@ -739,20 +742,37 @@ def do_assignment_runs_sweep(*, now: Any = None) -> list[int]:
         logger.warning("auto-assignment run %s never ran: sending its task again", run_id)
         assignment_run_execute.delay(run_id)
     stalled = list(
-        AssignmentRun.objects.filter(state=AssignmentRun.State.APPLYING)
+        AssignmentRun.objects.filter(
+            state=AssignmentRun.State.APPLYING, apply_resends__lt=MAX_APPLY_RESENDS
+        )
         .filter(
             Q(applying_seen_at__isnull=True)
             | Q(applying_seen_at__lt=now - timedelta(seconds=QUEUED_RUN_GRACE_SECONDS))
         )
         .order_by("created_at")
-        .values_list("pk", "applied_by_id", "created_by_id")[:20]
+        .values_list("pk", "applied_by_id", "created_by_id", "apply_resends")[:20]
     )
-    for run_id, applied_by_id, created_by_id in stalled:
-        logger.warning("auto-assignment run %s stopped applying: sending its task again", run_id)
+    for run_id, applied_by_id, created_by_id, resends in stalled:
         # Seen now: the next sweep leaves it to this task for the grace period.
-        AssignmentRun.objects.filter(pk=run_id).update(applying_seen_at=now)
+        if resends + 1 == MAX_APPLY_RESENDS:
+            AssignmentRun.objects.filter(pk=run_id).update(
+                applying_seen_at=now,
+                apply_resends=resends + 1,
+                error=f"applying stopped: its task was sent {MAX_APPLY_RESENDS} times",
+            )
+            logger.error(
+                "auto-assignment run %s: applying stopped after %s resends; look at the "
+                "worker's log",
+                run_id,
+                resends,
+            )
+            continue
+        logger.warning("auto-assignment run %s stopped applying: sending its task again", run_id)
+        AssignmentRun.objects.filter(pk=run_id).update(
+            applying_seen_at=now, apply_resends=resends + 1
+        )
         assignment_run_apply.delay(run_id, applied_by_id or created_by_id)
-    return run_ids + [run_id for run_id, _by, _created in stalled]
+    return run_ids + [row[0] for row in stalled if row[3] + 1 < MAX_APPLY_RESENDS]
 
 
 def _progress(run_id: int, progress: int, stage: str, **fields: Any) -> None:
@@ -1182,6 +1202,35 @@ def _applying_seen(run_id: int) -> None:
     )
 
 
+def _apply_one(proposal: AssignmentProposal, applied_by: User) -> None:
+    """One accepted proposal → a mentorship request (or skipped, with why), its row
+    locked and its status read again: another task of the run may have taken it."""
+    with transaction.atomic():
+        still_accepted = (
+            AssignmentProposal.objects.select_for_update()
+            .filter(pk=proposal.pk, status=AssignmentProposal.Status.ACCEPTED)
+            .exists()
+        )
+        if not still_accepted:
+            return
+        try:
+            with transaction.atomic():
+                mentorship = do_mentorship_request(
+                    mentor=proposal.mentor,
+                    mentee=proposal.mentee,
+                    requested_by=applied_by,
+                    source=Mentorship.Source.AUTO,
+                )
+        except DomainError as error:
+            proposal.status = AssignmentProposal.Status.SKIPPED
+            proposal.note = error.message[:255]
+            proposal.save(update_fields=["status", "note"])
+        else:
+            proposal.status = AssignmentProposal.Status.APPLIED
+            proposal.mentorship = mentorship
+            proposal.save(update_fields=["status", "mentorship"])
+
+
 def do_assignment_apply(
     *, run_id: int, applied_by_id: int, on_progress: Callable[[int], None] | None = None
 ) -> AssignmentRun:
@@ -1206,30 +1255,7 @@ def do_assignment_apply(
     )
     _applying_seen(run_id)
     for done, proposal in enumerate(pending, start=1):
-        with transaction.atomic():
-            still_accepted = (
-                AssignmentProposal.objects.select_for_update()
-                .filter(pk=proposal.pk, status=AssignmentProposal.Status.ACCEPTED)
-                .exists()
-            )
-            if not still_accepted:  # another task of this run took it
-                continue
-            try:
-                with transaction.atomic():
-                    mentorship = do_mentorship_request(
-                        mentor=proposal.mentor,
-                        mentee=proposal.mentee,
-                        requested_by=applied_by,
-                        source=Mentorship.Source.AUTO,
-                    )
-            except DomainError as error:
-                proposal.status = AssignmentProposal.Status.SKIPPED
-                proposal.note = error.message[:255]
-                proposal.save(update_fields=["status", "note"])
-            else:
-                proposal.status = AssignmentProposal.Status.APPLIED
-                proposal.mentorship = mentorship
-                proposal.save(update_fields=["status", "mentorship"])
+        _apply_one(proposal, applied_by)
         if done % 200 == 0 or done == len(pending):
             _applying_seen(run_id)
             if on_progress is not None:

@@ -350,6 +350,31 @@ def test_a_run_whose_apply_task_was_lost_is_applied_by_the_sweeper(seeded, admin
     assert services.do_assignment_runs_sweep(now=later) == []
 
 
+def test_an_apply_task_that_keeps_dying_is_sent_a_few_times_then_left_with_why(
+    seeded, admin, celery_eager, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # given a run being applied whose every apply task dies without a trace
+    run = _accepted_and_applying(admin)
+    sent = []
+    monkeypatch.setattr(tasks.assignment_run_apply, "delay", lambda *a: sent.append(a))
+    grace = timedelta(seconds=services.QUEUED_RUN_GRACE_SECONDS + 1)
+    # when the sweeper runs, minute after minute
+    swept = [
+        services.do_assignment_runs_sweep(now=timezone.now() + grace * (n + 1))
+        for n in range(services.MAX_APPLY_RESENDS + 2)
+    ]
+    # then the task went out a few times, then the run says why it stopped
+    resent = services.MAX_APPLY_RESENDS - 1
+    assert swept == [[run.pk]] * resent + [[]] * 3
+    assert sent == [(run.pk, admin.pk)] * resent
+    run.refresh_from_db()
+    assert run.state == AssignmentRun.State.APPLYING and "applying stopped" in run.error
+
+
 def test_two_apply_tasks_of_one_run_send_each_request_once(
     seeded, admin, celery_eager, monkeypatch
 ):
