@@ -215,11 +215,11 @@ class Role(models.TextChoices):
 
 class UserQuerySet(models.QuerySet["User"]):
     def update(self, **kwargs: Any) -> int:
-        """A bulk ``update(is_active=False)`` (a script, a shell) deactivates each
-        account that was active the way one save does: sessions, sockets and API
-        tokens closed, audited (``services.user_deactivate``). Every other update is
-        Django's."""
-        if "is_active" not in kwargs or kwargs["is_active"] is not False:
+        """A bulk update that may turn ``is_active`` off (``update(is_active=False)``,
+        ``0``, an expression, ``bulk_update(..., ["is_active"])``) deactivates each
+        account it turned off the way one save does: sessions, sockets and API tokens
+        closed, audited (``services.user_deactivate``). Every other update is Django's."""
+        if "is_active" not in kwargs or kwargs["is_active"] is True:
             return super().update(**kwargs)
         from django.db import transaction
 
@@ -228,7 +228,7 @@ class UserQuerySet(models.QuerySet["User"]):
         with transaction.atomic(using=self.db):
             ids = list(self.filter(is_active=True).values_list("pk", flat=True))
             updated = super().update(**kwargs)
-            for user in User.objects.filter(pk__in=ids):
+            for user in User.objects.filter(pk__in=ids, is_active=False):
                 services.user_deactivate(user=user, reason="is_active turned off in bulk")
         return updated
 

@@ -144,6 +144,20 @@ async def test_a_bulk_update_turning_is_active_off_closes_everything_of_each():
     assert len(await database_sync_to_async(sessions_of)(kept)) == 2
 
 
+def test_bulk_update_of_is_active_deactivates_too():
+    # bulk_update writes is_active as a CASE expression, not the value False
+    on, off = UserFactory(), UserFactory()
+    _, token = signed_in_everywhere(off)
+    on.is_active, off.is_active = True, False
+
+    User.objects.bulk_update([on, off], ["is_active"])
+
+    assert not Token.objects.filter(key=token).exists() and sessions_of(off) == []
+    assert AuditEvent.objects.filter(target=f"user:{off.pk}:deactivated").count() == 1
+    assert not AuditEvent.objects.filter(target=f"user:{on.pk}:deactivated").exists()
+    assert User.objects.get(pk=on.pk).is_active
+
+
 def test_the_admin_action_deactivates_and_records_who_did_it():
     admin = User.objects.create_superuser("root", "root@example.org", PASSWORD)
     user = UserFactory()
