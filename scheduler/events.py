@@ -210,6 +210,7 @@ def flush() -> None:
 
 def may_watch_board_sync(user: Any, topic: str) -> bool:
     from telehealth.models import Facility
+    from telehealth.selectors import coordinator_scope
 
     if not getattr(user, "is_authenticated", False):
         return False
@@ -217,17 +218,15 @@ def may_watch_board_sync(user: Any, topic: str) -> bool:
     if len(parts) != 3 or parts[0] != "board":
         return False
     _, kind, code = parts
-    scopes = list(user.coordinator_assignments.values_list("facility_id", "province_id"))
-    if not scopes:
+    scope = coordinator_scope(user=user)
+    if scope.empty:
         return False
-    province_ids = {p for _, p in scopes if p is not None}
-    facility_ids = {f for f, _ in scopes if f is not None}
     if kind == "province":
         from telehealth.models import Province
 
-        return Province.objects.filter(code=code, pk__in=province_ids).exists()
+        return Province.objects.filter(code=code, pk__in=scope.province_ids).exists()
     if kind == "facility":
-        return Facility.objects.filter(code=code, pk__in=facility_ids).exists()
+        return Facility.objects.filter(code=code, pk__in=scope.facility_ids).exists()
     return False
 
 

@@ -7,10 +7,17 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 
 from privacy import selectors as privacy_selectors
-from scheduler import selectors as scheduler_selectors
-from telehealth.models import ClinicianProfile
+from privacy import services as privacy_services
+from scheduler.events import may_watch_board_sync
+from telehealth.models import ClinicianProfile, Commune
 from telehealth.selectors import coordinator_scope
-from tests.factories import ClinicianFactory, CoordinatorFactory, FacilityFactory, province
+from tests.factories import (
+    ClinicianFactory,
+    CoordinatorFactory,
+    FacilityFactory,
+    PatientFactory,
+    province,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -37,12 +44,22 @@ def test_a_coordinator_covers_their_facilities_and_whole_provinces():
 
 
 def test_a_deactivated_coordinator_covers_nothing_in_any_app():
+    # given a province coordinator who may watch the province's board and has a
+    # patient's data request on the worklist
     assignment = CoordinatorFactory()
     user = assignment.user
+    board = f"board.province.{assignment.province.code}"
+    patient = PatientFactory(home_commune=Commune.objects.filter(province=assignment.province)[0])
+    privacy_services.data_request_create(
+        patient=patient, kind="deletion", details="", by=patient.user
+    )
+    assert may_watch_board_sync(user, board)
+    assert privacy_selectors.data_request_worklist(user=user)
+    # when the account is deactivated
     user.is_active = False
     user.save(update_fields=["is_active"])
-
+    # then neither app lets them coordinate anything
     assert coordinator_scope(user=user).empty
-    assert scheduler_selectors.coordinator_scope(user=user).empty
-    assert privacy_selectors.coordinator_scope(user=user).empty
+    assert not may_watch_board_sync(user, board)
+    assert privacy_selectors.data_request_worklist(user=user) == []
     assert coordinator_scope(user=AnonymousUser()).empty
