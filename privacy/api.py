@@ -312,6 +312,13 @@ class RefuseIn(serializers.Serializer):
     )
 
 
+class ExtendIn(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=services.MAX_OUTCOME,
+        help_text="Why more time is needed: the patient reads this with the new date.",
+    )
+
+
 def _valid(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
     data = serializer_class(data=request.data)
     data.is_valid(raise_exception=True)
@@ -519,9 +526,9 @@ class DataRequestExtendView(APIView):
     """A coordinator extends the request's completion once (Decree 356/2025), saying
     why; the patient reads the reason and the new date."""
 
-    @extend_schema(request=RefuseIn, responses=DataRequestOut)
+    @extend_schema(request=ExtendIn, responses=DataRequestOut)
     def post(self, request: Request, request_id: int) -> Response:
-        data = _valid(RefuseIn, request)
+        data = _valid(ExtendIn, request)
         done = services.data_request_extend(
             request_id=request_id, by=request.user, reason=data["reason"], request=request
         )
