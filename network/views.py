@@ -75,6 +75,11 @@ def coverage(request: HttpRequest) -> HttpResponse:
                     "done": _("done"),
                     "failed": _("failed"),
                 },
+                "applyStopped": _(
+                    "Sending the requests stopped after several attempts; the proposals "
+                    "not yet sent are still accepted. Ask the administrator to look at "
+                    "the worker's log."
+                ),
             },
         },
     )

@@ -153,6 +153,13 @@ async function refreshRun(runId) {
   const r = await run(() => api(`/api/v1/network/assignment-runs/${runId}/`));
   if (!r) return;
   showProgress(r.progress, r.stage);
+  if (r.state === "applying" && r.error) {
+    // The sweeper gave up resending the apply task: stop waiting and say so.
+    clearInterval(state.poll);
+    $("run-progress").hidden = true;
+    notice(t.applyStopped, "error");
+    return;
+  }
   if (!["queued", "running", "applying"].includes(r.state)) {
     clearInterval(state.poll);
     $("run-progress").hidden = true;

@@ -61,6 +61,9 @@ def test_the_coverage_page_is_for_coordinators():
     assert "Độ bao phủ kèm cặp" in text and "Phân công tự động" in text
     assert 'data-manage="01"' in text
     assert refused.status_code == 403
+    # what the script says when sending a run's requests stopped for good
+    strings = json.loads(text.split('id="network-strings">', 1)[1].split("</script>", 1)[0])
+    assert strings["applyStopped"].startswith("Việc gửi yêu cầu kèm cặp đã dừng")
 
 
 def test_the_page_turns_english_with_the_language_switch():
