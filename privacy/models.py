@@ -194,6 +194,11 @@ class DataRequest(models.Model):
         return any(e.action == "extended" for e in self.events.all())
 
     @property
+    def can_extend(self) -> bool:
+        """Open, not extended yet, and its completion deadline still ahead."""
+        return self.is_open and not self.extended and self.due_at >= timezone.now()
+
+    @property
     def awaits_response(self) -> bool:
         """Received and not yet taken or refused, with responding the nearer deadline."""
         return self.status == self.Status.RECEIVED and self.respond_by <= self.due_at

@@ -148,6 +148,15 @@ def test_a_request_already_late_is_not_extended(patient, coordinator):
     with pytest.raises(Conflict):
         services.data_request_extend(request_id=made.pk, by=coordinator, reason="muộn")
     assert DataRequest.objects.get(pk=made.pk).due_at == late
+    # and the page does not offer what would be refused
+    from django.test import Client
+
+    from tests.factories import sign_in
+
+    staff = Client()
+    sign_in(staff, coordinator.username)
+    page = staff.get(f"/privacy/requests/{made.pk}/").content.decode()
+    assert "(quá hạn)" in page and 'id="extend-form"' not in page
 
 
 @pytest.mark.django_db
