@@ -62,7 +62,8 @@ def test_the_coverage_page_is_for_coordinators():
     assert 'data-manage="01"' in text
     assert refused.status_code == 403
     # what the script says when sending a run's requests stopped for good
-    strings = json.loads(text.split('id="network-strings">', 1)[1].split("</script>", 1)[0])
+    found = re.search(r'<script id="network-strings"[^>]*>(.*?)</script>', text, re.S)
+    strings = json.loads(found.group(1))
     assert strings["applyStopped"].startswith("Việc gửi yêu cầu kèm cặp đã dừng")
 
 
